@@ -1,0 +1,76 @@
+"""Plain data records passed between the pipeline stages.
+
+Times are POSIX seconds (UTC) as ``float``: exact to well under a microsecond for
+the dates seismology deals with, cheap in the hot path, and converted to
+``obspy.UTCDateTime`` only at the edges (catalog export, plots, logs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLING_RATE = 100.0  # Hz, what every EqT variant expects
+WINDOW_SAMPLES = 6000  # 60 s windows
+
+
+@dataclass(frozen=True, order=True)
+class StationKey:
+    """A station as the pipeline sees it: network, station, location and band+instrument code."""
+
+    network: str
+    station: str
+    location: str = ""
+    channel_prefix: str = ""  # e.g. "HH", "EH"
+
+    @property
+    def id(self) -> str:
+        """``NET.STA.LOC`` (the key stations are stored and reported under)."""
+        return f"{self.network}.{self.station}.{self.location}"
+
+    def __str__(self) -> str:
+        return f"{self.id}.{self.channel_prefix}?"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A P or S arrival picked on a station's stacked probability trace."""
+
+    station: StationKey
+    phase: str  # "P" or "S"
+    time: float  # POSIX seconds, UTC
+    probability: float
+    snr: float | None = None  # EqT's definition, in dB
+    amplitude: float | None = None  # peak absolute amplitude of the raw data around the pick, in counts
+
+
+@dataclass(frozen=True)
+class Detection:
+    """An earthquake signal on one station: a run of detection probability above threshold."""
+
+    station: StationKey
+    start: float
+    end: float
+    probability: float  # mean detection probability over the run
+
+
+@dataclass
+class ProbabilitySegment:
+    """A stretch of final (no later window can change it) stacked model output for one station.
+
+    ``detection``, ``p`` and ``s`` are float32 arrays of equal length, sample ``i`` at
+    ``start + i / sampling_rate``.
+    """
+
+    station: StationKey
+    start: float
+    detection: np.ndarray
+    p: np.ndarray
+    s: np.ndarray
+    sampling_rate: float = SAMPLING_RATE
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def end(self) -> float:
+        """Time of the last sample."""
+        return self.start + (len(self.detection) - 1) / self.sampling_rate
