@@ -74,3 +74,27 @@ class ProbabilitySegment:
     def end(self) -> float:
         """Time of the last sample."""
         return self.start + (len(self.detection) - 1) / self.sampling_rate
+
+
+@dataclass
+class Segment:
+    """Contiguous 100 Hz three-component data for one station, as the buffer hands it on.
+
+    ``data`` is ``(n, 3)`` float32 in channel order [E, N, Z], raw counts (not normalised);
+    sample ``i`` is at ``start + i / SAMPLING_RATE``. Consecutive segments of one stretch are
+    contiguous. ``stretch_start`` marks the first samples after the start of the data or a gap
+    too long to fill; ``stretch_end`` the last samples before such a gap or the end of the data.
+    ``filled`` counts samples in ``data`` that were interpolated or zero-filled.
+    """
+
+    station: StationKey
+    start: float
+    data: np.ndarray
+    stretch_start: bool = False
+    stretch_end: bool = False
+    filled: int = 0
+
+    @property
+    def end(self) -> float:
+        """Time just after the last sample (``start + n / rate``)."""
+        return self.start + len(self.data) / SAMPLING_RATE
