@@ -31,6 +31,7 @@ setup(
     extras_require={
         "test": [
             "pytest",
+            "pytest-timeout",
             "portable-fdsnws-dataselect",
             "mseedindex",
         ],
