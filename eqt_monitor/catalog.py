@@ -1,0 +1,514 @@
+"""The event catalog: picks, detections, events, origins, arrivals and magnitudes in SQLite.
+
+One file per deployment, opened in WAL mode so exporters and plotters can read while the daemon
+writes. Every record has a stable resource id derived from its content (``smi:eqt-monitor/...``),
+and every write is idempotent: storing the same picks, detections or events again adds nothing.
+The schema version is kept in ``PRAGMA user_version``; a file written by a newer eqt-monitor is
+refused with a clear error instead of being misread.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import UserError
+from .types import Detection, Pick, StationKey
+
+SCHEMA_VERSION = 1
+ID_PREFIX = "smi:eqt-monitor"
+
+_SCHEMA = """
+CREATE TABLE picks (
+    id TEXT PRIMARY KEY,
+    network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
+    phase TEXT NOT NULL, time REAL NOT NULL, time_cs INTEGER NOT NULL,
+    probability REAL NOT NULL, snr REAL, amplitude REAL,
+    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL
+);
+CREATE INDEX picks_time ON picks(time);
+CREATE INDEX picks_lookup ON picks(network, station, location, phase, time_cs);
+CREATE TABLE detections (
+    id TEXT PRIMARY KEY,
+    network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
+    start REAL NOT NULL, "end" REAL NOT NULL, probability REAL NOT NULL,
+    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL
+);
+CREATE INDEX detections_start ON detections(start);
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    time REAL NOT NULL
+);
+CREATE INDEX events_time ON events(time);
+CREATE TABLE origins (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE REFERENCES events(id),
+    time REAL NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, depth_km REAL NOT NULL,
+    rms REAL, method TEXT NOT NULL
+);
+CREATE TABLE arrivals (
+    origin_id TEXT NOT NULL REFERENCES origins(id),
+    pick_id TEXT NOT NULL REFERENCES picks(id),
+    phase TEXT NOT NULL, residual REAL NOT NULL, distance_km REAL NOT NULL, azimuth REAL,
+    PRIMARY KEY (origin_id, pick_id)
+);
+CREATE INDEX arrivals_pick ON arrivals(pick_id);
+CREATE TABLE magnitudes (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE REFERENCES events(id),
+    type TEXT NOT NULL, value REAL, uncertainty REAL, station_count INTEGER NOT NULL,
+    method TEXT NOT NULL, reason TEXT
+);
+CREATE TABLE station_magnitudes (
+    magnitude_id TEXT NOT NULL REFERENCES magnitudes(id),
+    network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
+    value REAL NOT NULL, amplitude_m REAL NOT NULL, distance_km REAL NOT NULL,
+    PRIMARY KEY (magnitude_id, network, station, location)
+);
+CREATE TABLE stations (
+    id TEXT PRIMARY KEY,
+    latitude REAL NOT NULL, longitude REAL NOT NULL, elevation_m REAL NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, weights_sha256 TEXT NOT NULL,
+    settings TEXT NOT NULL
+);
+CREATE TABLE state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def _digest(*parts: object) -> str:
+    """A short, stable content hash (first 20 hex digits of sha256) of ``parts``."""
+    text = "|".join(str(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _centiseconds(t: float) -> int:
+    """Time rounded to 10 ms, the resolution that identifies a pick."""
+    return int(round(t * 100.0))
+
+
+def pick_id(pick: Pick, weights_sha256: str) -> str:
+    """Resource id of a pick: station, phase, time to 10 ms and the weights that made it."""
+    return f"{ID_PREFIX}/pick/{_digest(pick.station.id, pick.phase, _centiseconds(pick.time), weights_sha256)}"
+
+
+def detection_id(det: Detection, weights_sha256: str) -> str:
+    """Resource id of a detection: station, start and end to 10 ms, and the weights."""
+    cs = _centiseconds
+    return f"{ID_PREFIX}/detection/{_digest(det.station.id, cs(det.start), cs(det.end), weights_sha256)}"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A pick used by an origin, with its travel-time residual (observed - predicted, s)."""
+
+    pick: Pick
+    residual: float
+    distance_km: float  # epicentral
+    azimuth: float | None = None  # degrees from the epicentre to the station
+    pick_id: str = ""  # filled when read from (or stored in) the catalog
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A hypocentre: POSIX time, WGS84 position, depth below sea level in km."""
+
+    time: float
+    latitude: float
+    longitude: float
+    depth_km: float
+    rms: float | None
+    method: str  # e.g. "PyOcto 0.2.2, 0D vp=6.00 vs=3.50 km/s"
+
+
+@dataclass(frozen=True)
+class StationMagnitude:
+    """One station's magnitude with the Wood-Anderson peak amplitude it came from."""
+
+    station: StationKey
+    value: float
+    amplitude_m: float
+    distance_km: float  # hypocentral
+
+
+@dataclass(frozen=True)
+class Magnitude:
+    """A network magnitude (median of station values) or, when ``value`` is None, the reason why not."""
+
+    type: str
+    value: float | None
+    uncertainty: float | None  # spread of the station values
+    station_count: int
+    method: str
+    reason: str | None = None
+    station_magnitudes: tuple[StationMagnitude, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """A located event: its origin, the arrivals that located it and (optionally) a magnitude."""
+
+    origin: Origin
+    arrivals: tuple[Arrival, ...]
+    magnitude: Magnitude | None = None
+    id: str = ""  # filled when read from (or stored in) the catalog
+
+    @property
+    def short_id(self) -> str:
+        """The hash part of the resource id (what ``eqt-monitor plot`` accepts)."""
+        return self.id.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Run:
+    """One replay or daemon run: where data came from and which model made the picks."""
+
+    started: float
+    source: str
+    model: str
+    weights_sha256: str
+    settings: dict = field(default_factory=dict)
+
+
+def _key(row: sqlite3.Row) -> StationKey:
+    return StationKey(row["network"], row["station"], row["location"], row["channel_prefix"])
+
+
+def _where(clauses: list[tuple[str, object]]) -> tuple[str, list]:
+    used = [(c, v) for c, v in clauses if v is not None]
+    sql = " AND ".join(c for c, _ in used)
+    return (f" WHERE {sql}" if sql else ""), [v for _, v in used]
+
+
+def _station_filter(stations: Iterable[StationKey | str] | None) -> tuple[str, list]:
+    if stations is None:
+        return "", []
+    ids = sorted({s.id if isinstance(s, StationKey) else s for s in stations})
+    if not ids:
+        return " AND 0", []
+    marks = ",".join("?" * len(ids))
+    return f" AND (network || '.' || station || '.' || location) IN ({marks})", ids
+
+
+class Catalog:
+    """The SQLite event catalog (WAL mode). One writer thread plus readers may share an instance."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: not a usable eqt-monitor catalog ({exc})") from exc
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"{self.path}: catalog schema version {version} is newer than this eqt-monitor "
+                f"understands ({SCHEMA_VERSION}); upgrade eqt-monitor"
+            )
+        if version == 0:
+            tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if tables:
+                raise UserError(f"{self.path}: an SQLite file without an eqt-monitor schema version")
+            with self._transaction() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _transaction(self):
+        return _Transaction(self._db, self._lock)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        with self._lock:
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- picks and detections -------------------------------------------------------------
+
+    def add_picks(self, picks: Iterable[Pick], *, model: str, weights_sha256: str) -> int:
+        """Store picks made by ``model`` with the weights ``weights_sha256``; returns how many were new."""
+        rows = [
+            (pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
+             p.station.channel_prefix, p.phase, float(p.time), _centiseconds(p.time), float(p.probability),
+             None if p.snr is None else float(p.snr), None if p.amplitude is None else float(p.amplitude),
+             model, weights_sha256)
+            for p in picks
+        ]
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            return db.total_changes - before
+
+    def picks(self, start: float | None = None, end: float | None = None,
+              stations: Iterable[StationKey | str] | None = None) -> list[Pick]:
+        """Picks with ``start <= time < end`` (either bound optional), optionally for some stations, by time."""
+        return [p for _, p in self.picks_with_ids(start, end, stations)]
+
+    def picks_with_ids(self, start: float | None = None, end: float | None = None,
+                       stations: Iterable[StationKey | str] | None = None) -> list[tuple[str, Pick]]:
+        """Like :meth:`picks`, with each pick's resource id."""
+        where, args = _where([("time >= ?", start), ("time < ?", end)])
+        sfilter, sargs = _station_filter(stations)
+        if sfilter and not where:
+            where = " WHERE 1"
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM picks{where}{sfilter} ORDER BY time, id", args + sargs).fetchall()
+        return [(r["id"], _pick_from_row(r)) for r in rows]
+
+    def pick_sources(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """``pick id -> (model, weights_sha256)`` for the given pick ids."""
+        ids = list(ids)
+        out: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                rows = self._db.execute(
+                    f"SELECT id, model, weights_sha256 FROM picks WHERE id IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+                out.update({r["id"]: (r["model"], r["weights_sha256"]) for r in rows})
+        return out
+
+    def add_detections(self, detections: Iterable[Detection], *, model: str, weights_sha256: str) -> int:
+        """Store detections; returns how many were new."""
+        rows = [
+            (detection_id(d, weights_sha256), d.station.network, d.station.station, d.station.location,
+             d.station.channel_prefix, float(d.start), float(d.end), float(d.probability), model, weights_sha256)
+            for d in detections
+        ]
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            return db.total_changes - before
+
+    def detections(self, start: float | None = None, end: float | None = None,
+                   stations: Iterable[StationKey | str] | None = None) -> list[Detection]:
+        """Detections that overlap ``[start, end)`` (either bound optional), by start time."""
+        where, args = _where([('"end" >= ?', start), ("start < ?", end)])
+        sfilter, sargs = _station_filter(stations)
+        if sfilter and not where:
+            where = " WHERE 1"
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM detections{where}{sfilter} ORDER BY start, id",
+                                    args + sargs).fetchall()
+        return [Detection(_key(r), r["start"], r["end"], r["probability"]) for r in rows]
+
+    # -- stations, runs, state ----------------------------------------------------------------
+
+    def set_stations(self, coordinates: Mapping[str, tuple[float, float, float]]) -> None:
+        """Record station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)`` (replacing older values)."""
+        rows = [(k, float(v[0]), float(v[1]), float(v[2])) for k, v in sorted(coordinates.items())]
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO stations VALUES (?,?,?,?)", rows)
+
+    def stations(self) -> dict[str, tuple[float, float, float]]:
+        """All recorded station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)``."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM stations ORDER BY id").fetchall()
+        return {r["id"]: (r["latitude"], r["longitude"], r["elevation_m"]) for r in rows}
+
+    def add_run(self, run: Run) -> None:
+        """Record a run (its source URI, model and settings) so later commands can repeat its processing."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO runs (started, source, model, weights_sha256, settings) VALUES (?,?,?,?,?)",
+                       (run.started, run.source, run.model, run.weights_sha256,
+                        json.dumps(run.settings, sort_keys=True)))
+
+    def last_run(self) -> Run | None:
+        """The most recently recorded run, or None."""
+        with self._lock:
+            r = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if r is None:
+            return None
+        return Run(r["started"], r["source"], r["model"], r["weights_sha256"], json.loads(r["settings"]))
+
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        """A value from the small key/value state table (e.g. the live associator's horizon)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row["value"]
+
+    def set_state(self, key: str, value: str) -> None:
+        """Set a value in the key/value state table."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[Event], *, state: Mapping[str, str] | None = None) -> list[Event]:
+        """Store located events (and ``state`` entries) in one transaction; returns the events that were new.
+
+        Arrivals must refer to picks already stored (matched by station, phase and time to 10 ms;
+        if several weight sets made the same pick the smallest id is used). An event's id is a hash
+        of its arrivals' pick ids. An event is not stored again when its id exists, nor when half or
+        more of its picks already belong to a stored event, so re-associating a span adds nothing.
+        """
+        added: list[Event] = []
+        with self._transaction() as db:
+            for event in events:
+                stored = self._insert_event(db, event)
+                if stored is not None:
+                    added.append(stored)
+            for key, value in (state or {}).items():
+                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+        return added
+
+    def _resolve_pick(self, db: sqlite3.Connection, pick: Pick) -> str:
+        row = db.execute(
+            "SELECT id FROM picks WHERE network=? AND station=? AND location=? AND phase=? AND time_cs=? "
+            "ORDER BY id LIMIT 1",
+            (pick.station.network, pick.station.station, pick.station.location, pick.phase,
+             _centiseconds(pick.time)),
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"arrival refers to a pick not in the catalog: {pick.station.id} {pick.phase} {pick.time}")
+        return row["id"]
+
+    def _insert_event(self, db: sqlite3.Connection, event: Event) -> Event | None:
+        arrivals = [replace(a, pick_id=self._resolve_pick(db, a.pick)) for a in event.arrivals]
+        ids = sorted({a.pick_id for a in arrivals})
+        digest = _digest(*ids)
+        event_id = f"{ID_PREFIX}/event/{digest}"
+        if db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
+            return None
+        marks = ",".join("?" * len(ids))
+        taken = db.execute(f"SELECT count(DISTINCT pick_id) FROM arrivals WHERE pick_id IN ({marks})", ids).fetchone()[0]
+        if ids and 2 * taken >= len(ids):
+            return None
+        o = event.origin
+        origin_id = f"{ID_PREFIX}/origin/{digest}"
+        db.execute("INSERT INTO events VALUES (?,?)", (event_id, o.time))
+        db.execute("INSERT INTO origins VALUES (?,?,?,?,?,?,?,?)",
+                   (origin_id, event_id, o.time, o.latitude, o.longitude, o.depth_km, o.rms, o.method))
+        db.executemany(
+            "INSERT OR IGNORE INTO arrivals VALUES (?,?,?,?,?,?)",
+            [(origin_id, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
+        )
+        stored = replace(event, arrivals=tuple(arrivals), id=event_id)
+        if event.magnitude is not None:
+            self._write_magnitude(db, event_id, event.magnitude)
+        return stored
+
+    def set_magnitude(self, event_id: str, magnitude: Magnitude) -> None:
+        """Attach (or replace) the magnitude of a stored event."""
+        with self._transaction() as db:
+            if not db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
+                raise UserError(f"{self.path}: no event {event_id}")
+            self._write_magnitude(db, event_id, magnitude)
+
+    @staticmethod
+    def _write_magnitude(db: sqlite3.Connection, event_id: str, m: Magnitude) -> None:
+        mag_id = f"{ID_PREFIX}/magnitude/{event_id.rsplit('/', 1)[-1]}/{m.type}"
+        db.execute("DELETE FROM station_magnitudes WHERE magnitude_id IN "
+                   "(SELECT id FROM magnitudes WHERE event_id=?)", (event_id,))
+        db.execute("DELETE FROM magnitudes WHERE event_id=?", (event_id,))
+        db.execute("INSERT INTO magnitudes VALUES (?,?,?,?,?,?,?,?)",
+                   (mag_id, event_id, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
+        db.executemany(
+            "INSERT INTO station_magnitudes VALUES (?,?,?,?,?,?,?,?)",
+            [(mag_id, s.station.network, s.station.station, s.station.location, s.station.channel_prefix,
+              s.value, s.amplitude_m, s.distance_km) for s in m.station_magnitudes],
+        )
+
+    def events(self, start: float | None = None, end: float | None = None) -> list[Event]:
+        """Events with origin time in ``[start, end)`` (either bound optional), by time then id."""
+        where, args = _where([("time >= ?", start), ("time < ?", end)])
+        with self._lock:
+            ids = [r["id"] for r in self._db.execute(f"SELECT id FROM events{where} ORDER BY time, id", args)]
+            return [self._read_event(i) for i in ids]
+
+    def event(self, event_id: str) -> Event:
+        """One event by its resource id or the hash at its end; UserError when unknown or ambiguous."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM events WHERE id = ? OR id LIKE ?",
+                                    (event_id, f"%/{event_id}%")).fetchall()
+            exact = [r["id"] for r in rows if r["id"] == event_id]
+            ids = exact or [r["id"] for r in rows]
+            if len(ids) != 1:
+                what = "no event" if not ids else f"{len(ids)} events match"
+                raise UserError(f"{self.path}: {what} {event_id!r}")
+            return self._read_event(ids[0])
+
+    def associated_pick_ids(self, start: float | None = None) -> set[str]:
+        """Ids of picks already used by a stored event (with pick time >= ``start`` if given)."""
+        where, args = _where([("p.time >= ?", start)])
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT a.pick_id FROM arrivals a JOIN picks p ON p.id = a.pick_id{where}", args
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def _read_event(self, event_id: str) -> Event:
+        db = self._db
+        o = db.execute("SELECT * FROM origins WHERE event_id=?", (event_id,)).fetchone()
+        origin = Origin(o["time"], o["latitude"], o["longitude"], o["depth_km"], o["rms"], o["method"])
+        arrivals = tuple(
+            Arrival(_pick_from_row(r), r["residual"], r["distance_km"], r["azimuth"], pick_id=r["id"])
+            for r in db.execute(
+                "SELECT p.*, a.residual, a.distance_km, a.azimuth FROM arrivals a JOIN picks p ON p.id = a.pick_id "
+                "WHERE a.origin_id=? ORDER BY p.time, p.id", (o["id"],))
+        )
+        m = db.execute("SELECT * FROM magnitudes WHERE event_id=?", (event_id,)).fetchone()
+        magnitude = None
+        if m is not None:
+            smags = tuple(
+                StationMagnitude(_key(r), r["value"], r["amplitude_m"], r["distance_km"])
+                for r in db.execute("SELECT * FROM station_magnitudes WHERE magnitude_id=? "
+                                    "ORDER BY network, station, location", (m["id"],))
+            )
+            magnitude = Magnitude(m["type"], m["value"], m["uncertainty"], m["station_count"], m["method"],
+                                  m["reason"], smags)
+        return Event(origin, arrivals, magnitude, id=event_id)
+
+
+def _pick_from_row(r: sqlite3.Row) -> Pick:
+    return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"])
+
+
+class _Transaction:
+    """``with``-block holding the catalog lock around BEGIN IMMEDIATE ... COMMIT/ROLLBACK."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
+

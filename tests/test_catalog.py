@@ -1,0 +1,187 @@
+"""The SQLite catalog: ids, idempotent writes, queries, schema versioning, a writer thread with readers."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from eqt_monitor.catalog import (
+    SCHEMA_VERSION, Arrival, Catalog, Event, Magnitude, Origin, Run, StationMagnitude, pick_id,
+)
+from eqt_monitor.errors import UserError
+from eqt_monitor.types import Detection, Pick, StationKey
+
+A = StationKey("CI", "AAA", "", "HH")
+B = StationKey("CI", "BBB", "00", "EH")
+T0 = 1601510400.0  # 2020-10-01T00:00:00Z
+SHA = "07b3ffc8" + "0" * 56
+
+
+def _picks() -> list[Pick]:
+    return [
+        Pick(A, "P", T0 + 1.234, 0.91, snr=12.5, amplitude=3400.0),
+        Pick(A, "S", T0 + 2.5, 0.55),
+        Pick(B, "P", T0 + 1.9, 0.8, snr=4.0),
+        Pick(B, "S", T0 + 3.75, 0.45),
+    ]
+
+
+def _event(picks: list[Pick]) -> Event:
+    origin = Origin(T0 + 0.5, 33.0, -115.6, 8.0, 0.05, "test")
+    return Event(origin, tuple(Arrival(p, 0.01 * i, 10.0 + i, 45.0) for i, p in enumerate(picks)))
+
+
+def test_picks_round_trip_and_idempotent(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    assert cat.add_picks(_picks(), model="original", weights_sha256=SHA) == 4
+    assert cat.add_picks(_picks(), model="original", weights_sha256=SHA) == 0
+    # the same pick 3 ms earlier is the same pick (10 ms resolution); from other weights it is new
+    moved = Pick(A, "P", T0 + 1.231, 0.9)
+    assert cat.add_picks([moved], model="original", weights_sha256=SHA) == 0
+    assert cat.add_picks([moved], model="x", weights_sha256="f" * 64) == 1
+    got = cat.picks()
+    assert len(got) == 5
+    assert got[:2] == [moved, _picks()[0]]  # ordered by time
+    assert cat.picks(start=T0 + 1.5, end=T0 + 3.0) == [_picks()[2], _picks()[1]]
+    assert cat.picks(stations=["CI.BBB.00"]) == [_picks()[2], _picks()[3]]
+    assert cat.picks(start=T0, stations=[A]) == [p for p in got if p.station == A]
+    assert cat.picks(stations=[]) == []
+
+
+def test_pick_ids_are_stable_and_content_based():
+    p = _picks()[0]
+    assert pick_id(p, SHA) == pick_id(Pick(A, "P", T0 + 1.2341, 0.1), SHA)
+    assert pick_id(p, SHA).startswith("smi:eqt-monitor/pick/")
+    assert pick_id(p, SHA) != pick_id(p, "0" * 64)
+    assert pick_id(p, SHA) != pick_id(Pick(A, "S", p.time, 0.9), SHA)
+    assert pick_id(p, SHA) != pick_id(Pick(A, "P", p.time + 0.01, 0.9), SHA)
+
+
+def test_data_survives_reopen_in_wal_mode(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with Catalog(path) as cat:
+        cat.add_picks(_picks(), model="original", weights_sha256=SHA)
+        cat.add_detections([Detection(A, T0 + 1.0, T0 + 6.0, 0.8)], model="original", weights_sha256=SHA)
+    with Catalog(path) as cat:
+        assert len(cat.picks()) == 4
+        assert cat.schema_version == SCHEMA_VERSION
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_detections_overlap_query_and_idempotent(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    dets = [Detection(A, T0 + 1.0, T0 + 6.0, 0.8), Detection(B, T0 + 10.0, T0 + 12.0, 0.6)]
+    assert cat.add_detections(dets, model="original", weights_sha256=SHA) == 2
+    assert cat.add_detections(dets, model="original", weights_sha256=SHA) == 0
+    assert cat.detections(start=T0 + 5.0, end=T0 + 9.0) == [dets[0]]
+    assert cat.detections(start=T0 + 7.0) == [dets[1]]
+    assert cat.detections(stations=[B]) == [dets[1]]
+
+
+def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "future.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(UserError, match=r"future\.sqlite.*schema version 2 is newer"):
+        Catalog(path)
+
+
+def test_foreign_sqlite_and_garbage_files_are_refused(tmp_path):
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE x (a)")
+    con.commit()
+    con.close()
+    with pytest.raises(UserError, match="other.sqlite"):
+        Catalog(other)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(UserError, match="junk.sqlite"):
+        Catalog(junk)
+
+
+def test_events_are_stored_once_and_read_back(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    picks = _picks()
+    cat.add_picks(picks, model="original", weights_sha256=SHA)
+    added = cat.add_events([_event(picks)])
+    assert len(added) == 1
+    eid = added[0].id
+    assert eid.startswith("smi:eqt-monitor/event/")
+    # the same event again, or one that reuses most of its picks, is not stored twice
+    assert cat.add_events([_event(picks)]) == []
+    assert cat.add_events([_event(picks[:3])]) == []
+    got = cat.event(eid)
+    assert got.origin == _event(picks).origin
+    assert [a.pick for a in got.arrivals] == sorted(picks, key=lambda p: p.time)
+    assert all(a.pick_id == pick_id(a.pick, SHA) for a in got.arrivals)
+    assert cat.event(got.short_id).id == eid
+    assert cat.events(start=T0, end=T0 + 1) == [got]
+    assert cat.events(start=T0 + 1) == []
+    assert cat.associated_pick_ids() == {pick_id(p, SHA) for p in picks}
+    with pytest.raises(UserError, match="no event 'nope'"):
+        cat.event("nope")
+
+
+def test_event_with_unknown_pick_is_rejected_whole(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.add_picks(_picks()[:2], model="original", weights_sha256=SHA)
+    with pytest.raises(ValueError, match="CI.BBB.00 P"):
+        cat.add_events([_event(_picks()[:2]), _event(_picks())])
+    assert cat.events() == []  # the transaction rolled back
+
+
+def test_magnitude_set_and_replaced(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.add_picks(_picks(), model="original", weights_sha256=SHA)
+    (ev,) = cat.add_events([_event(_picks())])
+    none = Magnitude("ML", None, None, 0, "test", reason="no response for CI.AAA.")
+    cat.set_magnitude(ev.id, none)
+    assert cat.event(ev.id).magnitude == none
+    sm = (StationMagnitude(A, 2.1, 1e-6, 12.0), StationMagnitude(B, 2.3, 2e-6, 20.0))
+    ml = Magnitude("ML", 2.2, 0.1, 2, "test", None, sm)
+    cat.set_magnitude(ev.id, ml)
+    assert cat.event(ev.id).magnitude == ml
+    with pytest.raises(UserError, match="no event"):
+        cat.set_magnitude("smi:eqt-monitor/event/x", ml)
+
+
+def test_state_runs_and_stations(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    assert cat.get_state("horizon") is None and cat.last_run() is None
+    cat.set_state("horizon", "123.5")
+    assert cat.get_state("horizon") == "123.5"
+    cat.add_run(Run(T0, "file:///x/*.mseed", "original", SHA, {"step": 10}))
+    cat.add_run(Run(T0 + 5, "sds:///y", "conservative", SHA, {}))
+    assert cat.last_run() == Run(T0 + 5, "sds:///y", "conservative", SHA, {})
+    cat.set_stations({"CI.AAA.": (33.0, -115.5, -10.0)})
+    assert cat.stations() == {"CI.AAA.": (33.0, -115.5, -10.0)}
+
+
+def test_one_writer_thread_and_readers(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    n = 300
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            for i in range(n):
+                cat.add_picks([Pick(A, "P", T0 + i, 0.5)], model="m", weights_sha256=SHA)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = 0
+    while writer.is_alive():
+        now = len(cat.picks())
+        assert now >= seen  # readers never see picks disappear or a half-written state
+        seen = now
+    writer.join()
+    assert not errors
+    assert len(cat.picks()) == n
+    # a second connection (another process's view) reads the same
+    assert len(Catalog(tmp_path / "c.sqlite").picks()) == n
