@@ -1,0 +1,120 @@
+"""The one interface every waveform source implements, and ``open_source`` choosing one by URI.
+
+Bounded sources (SDS archives, miniSEED files, FDSN dataselect) answer ``get_waveforms`` for a
+station set and time span; live sources (SeedLink) also ``stream`` traces as they arrive. Both
+hand out plain ObsPy traces: merging, gap handling and resampling are the buffer's job.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+import obspy
+
+from ..errors import UserError
+from ..types import StationKey
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("sds", "file", "fdsn", "fdsns", "seedlink")
+
+
+class SourceError(UserError):
+    """A source that cannot be used (unreachable server, unreadable archive); names the URI."""
+
+
+def channel_pattern(key: StationKey) -> str:
+    """The channel pattern a station selects: ``channel_prefix + "?"`` (``"*"`` when it has no prefix)."""
+    return f"{key.channel_prefix}?" if key.channel_prefix else "*"
+
+
+def matches(key: StationKey, network: str, station: str, location: str, channel: str) -> bool:
+    """Whether a channel ``NET.STA.LOC.CHA`` belongs to station ``key``."""
+    return (
+        network == key.network
+        and station == key.station
+        and location == key.location
+        and fnmatch.fnmatchcase(channel, channel_pattern(key))
+    )
+
+
+def select(stream: obspy.Stream, stations: Sequence[StationKey]) -> obspy.Stream:
+    """The traces of ``stream`` that belong to any of ``stations`` (same objects, no copy)."""
+    keep = [
+        tr
+        for tr in stream
+        if any(matches(k, tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel) for k in stations)
+    ]
+    return obspy.Stream(keep)
+
+
+class Source(ABC):
+    """A waveform source: bounded reads by station set and time span, and (live sources) a trace stream."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._reported_empty: set[StationKey] = set()
+
+    @abstractmethod
+    def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
+        """Every trace of ``stations`` with samples in ``[start, end]`` (POSIX seconds), trimmed to it.
+
+        A station without data contributes nothing (logged once per source); the traces are not
+        merged (records may overlap, repeat or leave gaps: the buffer deals with that).
+        """
+
+    def stream(self, stations: Sequence[StationKey]) -> Iterator[obspy.Trace]:
+        """Traces of ``stations`` as they arrive (live sources only)."""
+        raise UserError(f"{self.uri}: not a live source (it serves bounded time spans only)")
+
+    def close(self) -> None:
+        """Release connections or files (no-op for sources that hold none)."""
+
+    def _report_missing(self, stations: Sequence[StationKey], found: obspy.Stream, start: float, end: float) -> None:
+        """Log once per station (per source) each station that ``found`` has no trace for."""
+        for key in stations:
+            if key in self._reported_empty:
+                continue
+            if not select(found, [key]):
+                self._reported_empty.add(key)
+                log.warning(
+                    "%s: no data for %s between %s and %s",
+                    self.uri, key, obspy.UTCDateTime(start), obspy.UTCDateTime(end),
+                )
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(uri: str) -> Source:
+    """The source a URI names: ``sds://PATH``, ``file://PATH-OR-GLOB``, ``fdsn://HOST:PORT`` (http),
+    ``fdsns://HOST:PORT`` (https) or ``seedlink://HOST:PORT``.
+
+    ``PATH`` may be absolute (``sds:///data/sds``) or relative (``sds://../archive``). A live
+    source module defines ``open_uri(uri) -> Source``. Raises ``UserError`` naming the URI for an
+    unknown scheme or a path that does not exist.
+    """
+    scheme, sep, rest = uri.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SCHEMES or not rest:
+        raise UserError(f"source {uri!r}: expected one of {', '.join(s + '://' for s in SCHEMES)} followed by a path or host:port")
+    if scheme == "sds":
+        from .archive import SDSSource
+
+        return SDSSource(uri, rest)
+    if scheme == "file":
+        from .archive import FileSource
+
+        return FileSource(uri, rest)
+    if scheme in ("fdsn", "fdsns"):
+        from .fdsn import FDSNSource
+
+        return FDSNSource(uri, ("https://" if scheme == "fdsns" else "http://") + rest)
+    from . import seedlink  # someone else's module: imported only when asked for
+
+    return seedlink.open_uri(uri)
