@@ -1,0 +1,90 @@
+"""``load_model``: a named variant with its weights, ready for inference."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..errors import UserError, WeightsError
+from ..types import WINDOW_SAMPLES
+from . import registry
+from .eqt import N_CHANNELS, build_model
+from .spec import ModelSpec, get_spec
+from .weights import load_weights, saved_recurrent_activation, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A built model, the spec it was built from, and where its weights came from."""
+
+    model: keras.Model
+    spec: ModelSpec
+    weights_path: Path | None
+    weights_sha256: str | None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """``(n, 6000, 3)`` normalised [E,N,Z] windows -> ``(n, 6000, 3)`` float32 [D, P, S] probabilities.
+
+        One model call for the whole batch (the caller chooses the batch size); dropout is off
+        unless the model was loaded with ``mc_dropout``.
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 3 or batch.shape[1:] != (WINDOW_SAMPLES, N_CHANNELS):
+            raise ValueError(f"expected windows of shape (n, {WINDOW_SAMPLES}, {N_CHANNELS}), got {batch.shape}")
+        if not len(batch):
+            return np.zeros((0, WINDOW_SAMPLES, 3), dtype=np.float32)
+        outputs = self.model.predict_on_batch(batch)
+        return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=-1)
+
+
+def resolve_weights(spec: ModelSpec, weights: str | Path | None) -> Path | None:
+    """The weights file for ``spec``: ``weights`` if given, else ``$EQT_MONITOR_WEIGHTS`` when it
+    names a file, else the spec's published weight set found locally (``registry.find_local``).
+    ``None`` for a variant without published weights; ``WeightsError`` when a file is missing."""
+    env = os.environ.get("EQT_MONITOR_WEIGHTS")
+    if weights is None and env and Path(env).is_file():
+        weights = env
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file not found")
+        return path
+    if spec.weights is None:
+        return None
+    path = registry.find_local(spec.weights)
+    if path is None:
+        searched = ", ".join(str(d) for d in registry.search_dirs())
+        raise WeightsError(f"no {spec.weights!r} weights found in {searched}: run "
+                           f"'eqt-monitor models pull {spec.weights}' or pass --weights PATH")
+    return path
+
+
+def load_model(name: str, weights: str | Path | None = None, *, mc_dropout: bool = False,
+               allow_random: bool = False, seed: int = 0) -> LoadedModel:
+    """Build variant ``name`` and load its weights (see ``resolve_weights``).
+
+    A Keras 2 file's saved LSTM recurrent activation overrides the spec's (the published files
+    differ). A variant without weights gets random initial weights (seeded with ``seed``, which
+    seeds Keras globally) only with ``allow_random``; otherwise ``UserError``.
+    """
+    spec = get_spec(name)
+    path = resolve_weights(spec, weights)
+    if path is None:
+        if not allow_random:
+            raise UserError(f"model {name!r} has no published weights: pass --weights PATH (a trained .keras or .h5 file)")
+        keras.utils.set_random_seed(seed)
+        return LoadedModel(build_model(spec, mc_dropout=mc_dropout), spec, None, None)
+    activation = saved_recurrent_activation(path)
+    if activation and activation != spec.recurrent_activation:
+        log.info("%s: LSTMs saved with recurrent activation %s; building %s with it", path, activation, name)
+        spec = dataclasses.replace(spec, recurrent_activation=activation)
+    model = build_model(spec, mc_dropout=mc_dropout)
+    load_weights(model, path)
+    return LoadedModel(model, spec, path, sha256_file(path))
