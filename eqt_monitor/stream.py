@@ -1,0 +1,291 @@
+"""The streaming engine: per-station incremental windowing, stacking and picking, and the
+``Engine`` that batches the windows of all stations into one model.
+
+Data arrives as ``Segment``s (``eqt_monitor.buffer``) in any sizes; windows follow the absolute
+time grid of ``eqt_monitor.windows``; outputs are max-stacked (``predictor.stack``) and a sample is
+released as *final* once every window that can still cover it has been predicted. The picker
+runs on final samples only. Whatever the segment sizes, the interleaving of stations and the
+calls to ``Engine.process``, the probabilities, detections and picks come out the same.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UserError
+from .picker import EventPicks, IncrementalPicker, PickerConfig
+from .predictor import BLINDING, PredictFn, Predictor, stack
+from .types import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
+from .windows import grid_starts, stretch_origin
+
+log = logging.getLogger(__name__)
+
+MAX_STEP = WINDOW_SAMPLES - 2 * BLINDING  # a larger step leaves samples that no unblinded window covers
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Window step (samples between grid windows), model batch size, and the picker's settings."""
+
+    step: int = 3000
+    batch_size: int = 64
+    picker: PickerConfig = field(default_factory=PickerConfig)
+
+    def __post_init__(self):
+        if not 1 <= self.step <= MAX_STEP:
+            raise UserError(f"model step: must be between 1 and {MAX_STEP} samples (windows of {WINDOW_SAMPLES} "
+                            f"with {BLINDING} blinded at each edge), got {self.step}")
+        if self.batch_size < 1:
+            raise UserError(f"model batch_size: must be positive, got {self.batch_size}")
+
+
+@dataclass
+class EngineOutput:
+    """What one ``Engine.process`` call produced (each list sorted by station, then time)."""
+
+    probabilities: list[ProbabilitySegment] = field(default_factory=list)
+    picks: list[Pick] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+    windows: int = 0  # windows predicted in this call
+
+
+@dataclass(eq=False)
+class WindowJob:
+    """One window to predict: raw counts ``data`` ``(6000, 3)`` starting at stretch index ``start``;
+    ``head``/``tail`` samples of its output are blinded; only the first ``valid`` are data (the
+    rest of a short stretch's window is zero padding)."""
+
+    stretch: _Stretch
+    start: int
+    head: int
+    tail: int
+    valid: int
+    data: np.ndarray
+
+
+class _Stretch:
+    """One continuous stretch of a station: raw data still needed, stacked-but-not-final output,
+    and the picker's state. Indices count samples from the stretch's first sample."""
+
+    def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig):
+        self.station = station
+        self.start = start
+        self.step = step
+        self.origin = stretch_origin(start)
+        self.received = 0  # samples received (m)
+        self.ended = False
+        self.final = 0  # samples released as final (F)
+        self._raw_first = 0  # stretch index of self._raw[0]
+        self._raw = np.empty((0, 3), dtype=np.float32)
+        self._stacked = np.zeros((0, 3), dtype=np.float32)  # samples [final, received)
+        self._start_emitted = False
+        self._end_emitted = False
+        self._next_grid = 0
+        self._pending: deque[WindowJob] = deque()
+        self._picker = IncrementalPicker(picker)
+
+    @property
+    def done(self) -> bool:
+        """Ended, every sample final and picked."""
+        return self.ended and self._end_emitted and not self._pending and self.final == self.received
+
+    @property
+    def held_samples(self) -> int:
+        """Samples of raw data, stacked output and picker context held now."""
+        return len(self._raw) + len(self._stacked) + self._picker.held_samples
+
+    def time(self, index: int | float) -> float:
+        """POSIX time of stretch sample ``index``."""
+        return self.start + index / SAMPLING_RATE
+
+    def append(self, data: np.ndarray) -> None:
+        self._raw = np.concatenate([self._raw, data])
+        self._stacked = np.concatenate([self._stacked, np.zeros((len(data), 3), dtype=np.float32)])
+        self.received += len(data)
+
+    def take_windows(self) -> list[WindowJob]:
+        """The windows that became ready since the last call, in start order."""
+        m = self.received
+        jobs = []
+        if not self._start_emitted and m >= WINDOW_SAMPLES:
+            jobs.append(self._job(0, head=0, tail=BLINDING))
+            self._start_emitted = True
+        starts = grid_starts(self.origin, self.step, self._next_grid, m)
+        jobs.extend(self._job(int(i), head=BLINDING, tail=BLINDING) for i in starts if i > 0)
+        if starts.size:
+            self._next_grid = int(starts[-1]) + 1
+        if self.ended and not self._end_emitted:
+            if m >= WINDOW_SAMPLES:
+                jobs.append(self._job(m - WINDOW_SAMPLES, head=0 if m == WINDOW_SAMPLES else BLINDING, tail=0))
+            elif m > 0:
+                jobs.append(self._job(0, head=0, tail=0, valid=m))
+            self._end_emitted = True
+        self._pending.extend(jobs)
+        return jobs
+
+    def _job(self, start: int, *, head: int, tail: int, valid: int = WINDOW_SAMPLES) -> WindowJob:
+        data = np.zeros((WINDOW_SAMPLES, 3), dtype=np.float32)
+        data[:valid] = self._raw[start - self._raw_first:start - self._raw_first + valid]
+        return WindowJob(self, start, head, tail, valid, data)
+
+    def put(self, job: WindowJob, output: np.ndarray) -> None:
+        """Stack a predicted window (windows come back in the order they were taken)."""
+        if not self._pending or self._pending[0] is not job:
+            raise RuntimeError(f"{self.station}: window at {job.start} predicted out of order")
+        self._pending.popleft()
+        stack(self._stacked, job.start - self.final, output[:job.valid], head=job.head, tail=job.tail)
+
+    def _final_bound(self) -> int:
+        """Samples before this index can no longer change: no pending or future window covers them."""
+        if self.ended and self._end_emitted:
+            bound = self.received
+        elif self._start_emitted and self.received > WINDOW_SAMPLES:
+            # the next grid window starts after received - 6000 and so does the end window
+            bound = self.received - WINDOW_SAMPLES + BLINDING
+        else:
+            bound = 0  # the start (or end) window may still cover everything from sample 0
+        if self._pending:
+            bound = min(bound, self._pending[0].start + self._pending[0].head)
+        return bound
+
+    def release(self) -> tuple[ProbabilitySegment | None, list[EventPicks]]:
+        """Final samples since the last call as a ``ProbabilitySegment`` (None if none), and the
+        detections completed (stretch indices)."""
+        closing = self.ended and self._end_emitted and not self._pending
+        bound = self._final_bound()
+        k = bound - self.final
+        if k <= 0:
+            return None, []
+        probs = self._stacked[:k]
+        raw = self._raw[self.final - self._raw_first:bound - self._raw_first]
+        segment = ProbabilitySegment(self.station, self.time(self.final), probs[:, 0].copy(), probs[:, 1].copy(),
+                                     probs[:, 2].copy(), meta={"stretch_start": self.final == 0, "stretch_end": closing})
+        events = self._picker.push(probs, raw, stretch_ended=closing)
+        self._stacked = self._stacked[k:]
+        self.final = bound
+        future_from = self.received if self._end_emitted else max(self.received - WINDOW_SAMPLES, 0)
+        drop = min(self.final, future_from) - self._raw_first
+        self._raw = self._raw[drop:]
+        self._raw_first += drop
+        return segment, events
+
+
+class StationStream:
+    """One station: takes its ``Segment``s, hands out windows to predict, takes their outputs and
+    releases final stacked probabilities with the detections and picks made on them."""
+
+    def __init__(self, station: StationKey, step: int = 3000, picker: PickerConfig | None = None):
+        self.station = station
+        self.step = step
+        self.picker = picker or PickerConfig()
+        self._stretches: deque[_Stretch] = deque()  # oldest first; only the last may be open
+
+    @property
+    def held_samples(self) -> int:
+        """Samples (each three floats) held for this station now, over all its stretches."""
+        return sum(s.held_samples for s in self._stretches)
+
+    def feed(self, segment: Segment) -> None:
+        """Append a segment. Segments of a stretch must be contiguous: a later start than expected
+        (an unannounced gap) ends the stretch, an earlier one (overlap) drops the repeated samples;
+        both with a warning naming the station."""
+        data = np.asarray(segment.data, dtype=np.float32)
+        if data.ndim != 2 or data.shape[1] != 3:
+            raise ValueError(f"{self.station}: segment data must be (n, 3) [E, N, Z], got {data.shape}")
+        start = segment.start
+        current = self._stretches[-1] if self._stretches and not self._stretches[-1].ended else None
+        if current is not None and segment.stretch_start:
+            log.warning("%s: a new stretch starts at %.2f before the previous one ended; ending it", self.station, start)
+            current.ended, current = True, None
+        if current is not None:
+            shift = round((start - current.time(current.received)) * SAMPLING_RATE)
+            if shift > 0:
+                log.warning("%s: %d samples missing before %.2f without a stretch end; starting a new stretch",
+                            self.station, shift, start)
+                current.ended, current = True, None
+            elif shift < 0:
+                log.warning("%s: segment at %.2f overlaps %d samples already received; dropping them",
+                            self.station, start, -shift)
+                data = data[-shift:]
+        if current is None:
+            if not len(data):
+                return
+            current = _Stretch(self.station, start, self.step, self.picker)
+            self._stretches.append(current)
+        current.append(data)
+        current.ended = current.ended or segment.stretch_end
+
+    def take_windows(self) -> list[WindowJob]:
+        """Windows ready to predict since the last call, oldest stretch first."""
+        return [job for s in self._stretches for job in s.take_windows()]
+
+    @staticmethod
+    def put(job: WindowJob, output: np.ndarray) -> None:
+        """Stack one predicted window ``(6000, 3)`` [D, P, S] (in the order the windows were taken)."""
+        job.stretch.put(job, output)
+
+    def release(self) -> EngineOutput:
+        """Final probabilities, detections and picks since the last call."""
+        out = EngineOutput()
+        for stretch in list(self._stretches):
+            segment, events = stretch.release()
+            if segment is not None:
+                out.probabilities.append(segment)
+            for event in events:
+                out.detections.append(Detection(self.station, stretch.time(event.start), stretch.time(event.end),
+                                                event.probability))
+                for phase, pick in (("P", event.p), ("S", event.s)):
+                    if pick is not None:
+                        out.picks.append(Pick(self.station, phase, stretch.time(pick.sample), pick.probability,
+                                              pick.snr, pick.amplitude))
+            if stretch.done:
+                self._stretches.remove(stretch)
+        return out
+
+
+class Engine:
+    """All stations and one model: ``feed`` segments, then ``process`` to predict and pick."""
+
+    def __init__(self, predict_fn: PredictFn, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self.predictor = Predictor(predict_fn, self.config.batch_size)
+        self._streams: dict[StationKey, StationStream] = {}
+        self._queue: deque[WindowJob] = deque()
+
+    @property
+    def stations(self) -> list[StationKey]:
+        """Stations seen so far, sorted."""
+        return sorted(self._streams)
+
+    def stream(self, station: StationKey) -> StationStream:
+        """The station's stream (created on first use)."""
+        if station not in self._streams:
+            self._streams[station] = StationStream(station, self.config.step, self.config.picker)
+        return self._streams[station]
+
+    def feed(self, segment: Segment) -> None:
+        """Queue a segment of data for its station (see ``StationStream.feed``)."""
+        self.stream(segment.station).feed(segment)
+
+    def process(self, flush: bool = False) -> EngineOutput:
+        """Predict the ready windows of all stations in full batches (with ``flush``, also the last
+        partial batch), stack them, and return what became final since the last call. ``flush``
+        never ends a stretch: only a segment marked ``stretch_end`` does."""
+        for station in self.stations:
+            self._queue.extend(self._streams[station].take_windows())
+        windows = 0
+        while self._queue and (flush or len(self._queue) >= self.config.batch_size):
+            jobs = [self._queue.popleft() for _ in range(min(self.config.batch_size, len(self._queue)))]
+            for job, output in zip(jobs, self.predictor.predict(np.stack([job.data for job in jobs]))):
+                StationStream.put(job, output)
+            windows += len(jobs)
+        out = EngineOutput(windows=windows)
+        for station in self.stations:
+            released = self._streams[station].release()
+            out.probabilities += released.probabilities
+            out.picks += sorted(released.picks, key=lambda p: (p.time, p.phase))
+            out.detections += released.detections
+        return out
