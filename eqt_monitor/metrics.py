@@ -1,0 +1,199 @@
+"""Prometheus metrics of the monitor: one registry, every collector defined once here.
+
+Names are ``eqt_monitor_*`` with their unit (``_seconds``, ``_ratio``; counters get ``_total``
+from the client library). Per-station series carry a ``station`` label (``NET.STA.LOC``).
+Instrument where things happen (``metrics.PICKS.labels(phase="P").inc()``); ``serve`` exposes
+``/metrics`` and ``/healthz`` over HTTP on a background thread, on 127.0.0.1 by default.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDR = "127.0.0.1:9108"
+
+REGISTRY = CollectorRegistry()
+
+# ingest
+RECORDS_RECEIVED = Counter("eqt_monitor_records_received", "miniSEED records received", ["station"], registry=REGISTRY)
+SAMPLES_RECEIVED = Counter("eqt_monitor_samples_received", "Samples received", ["station"], registry=REGISTRY)
+GAPS = Counter("eqt_monitor_gaps", "Gaps found in a station's incoming data", ["station"], registry=REGISTRY)
+OVERLAPS = Counter("eqt_monitor_overlaps", "Overlapping or repeated data found in a station's incoming data",
+                   ["station"], registry=REGISTRY)
+BUFFER_FILL = Gauge("eqt_monitor_buffer_fill_ratio", "Fill of a station's buffer (0 empty .. 1 full)", ["station"],
+                    registry=REGISTRY)
+RECONNECTS = Counter("eqt_monitor_reconnects", "Reconnections of a live source", ["source"], registry=REGISTRY)
+ERRORS = Counter("eqt_monitor_errors", "Errors by kind (connect, decode, server_error, ...)", ["kind"],
+                 registry=REGISTRY)
+
+# inference
+WINDOWS_PREDICTED = Counter("eqt_monitor_windows_predicted", "60 s windows run through the model", registry=REGISTRY)
+INFERENCE_BATCH_SIZE = Histogram("eqt_monitor_inference_batch_size", "Windows per model call",
+                                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=REGISTRY)
+INFERENCE_SECONDS = Histogram("eqt_monitor_inference_seconds", "Duration of one batched model call",
+                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
+
+# picks, detections, events
+PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
+                         "From the arrival of the data a pick was made on to the pick being written",
+                         buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
+PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
+DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
+EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
+ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
+                                buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
+
+MODEL = Info("eqt_monitor_model", "The model in use: name, weights sha256, Keras backend", registry=REGISTRY)
+
+
+class _DataLatency(Collector):
+    """``eqt_monitor_data_latency_seconds{station}``: now − end of the newest sample received, at scrape time."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def observe(self, station: str, data_end: float) -> None:
+        with self._lock:
+            if data_end > self._last.get(station, float("-inf")):
+                self._last[station] = data_end
+
+    def forget(self, station: str) -> None:
+        with self._lock:
+            self._last.pop(station, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("eqt_monitor_data_latency_seconds",
+                                   "Now minus the end of the newest sample received from a station",
+                                   labels=["station"])
+        now = self._clock()
+        with self._lock:
+            for station, end in sorted(self._last.items()):
+                family.add_metric([station], now - end)
+        yield family
+
+
+_LATENCY = _DataLatency()
+REGISTRY.register(_LATENCY)
+
+_PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL)
+
+
+def observe_data(station: str, samples: int, data_end: float) -> None:
+    """Count one received record of ``samples`` samples ending at ``data_end`` (POSIX s) for ``station``."""
+    RECORDS_RECEIVED.labels(station=station).inc()
+    SAMPLES_RECEIVED.labels(station=station).inc(samples)
+    _LATENCY.observe(station, data_end)
+
+
+def forget_station(station: str) -> None:
+    """Drop a station's series (it was removed from the configuration)."""
+    for metric in _PER_STATION:
+        try:
+            metric.remove(station)
+        except KeyError:
+            pass
+    _LATENCY.forget(station)
+
+
+def set_model_info(name: str, weights_sha256: str, backend: str) -> None:
+    """Publish ``eqt_monitor_model_info{name,weights_sha256,backend} 1``."""
+    MODEL.info({"name": name, "weights_sha256": weights_sha256, "backend": backend})
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) → ``(host, port)``; a bad one raises ``UserError`` naming it."""
+    host, sep, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"metrics address {addr!r}: expected HOST:PORT, e.g. {DEFAULT_ADDR}")
+    return host, int(port)
+
+
+Health = Callable[[], "bool | tuple[bool, str]"]
+
+
+class MetricsServer:
+    """The running HTTP endpoint: ``host``, ``port`` (the bound one), ``url``; ``close()`` stops it."""
+
+    def __init__(self, httpd: ThreadingHTTPServer) -> None:
+        self._httpd = httpd
+        self.host, self.port = httpd.server_address[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "MetricsServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _health_answer(health: Health | None) -> tuple[int, str]:
+    if health is None:
+        return 200, "ok"
+    try:
+        result = health()
+    except Exception as exc:  # a failing check is an unhealthy service, not a crashed endpoint
+        return 503, f"health check failed: {exc}"
+    ok, detail = result if isinstance(result, tuple) else (bool(result), "")
+    return (200, detail or "ok") if ok else (503, detail or "unhealthy")
+
+
+def serve(addr: str = DEFAULT_ADDR, health: Health | None = None) -> MetricsServer:
+    """Serve ``/metrics`` (this module's registry) and ``/healthz`` on ``addr`` from a background thread.
+
+    ``health`` returns ``True``/``False`` or ``(ok, detail)``; ``/healthz`` answers 200 or 503 with
+    the detail. Port 0 picks a free port (see ``MetricsServer.port``).
+    """
+    host, port = parse_addr(addr)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                code, body, ctype = 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+            elif path == "/healthz":
+                code, text = _health_answer(health)
+                body, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
+            else:
+                code, body, ctype = 404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args: object) -> None:
+            log.debug("metrics http: " + fmt, *args)
+
+    server_class = ThreadingHTTPServer
+    if ":" in host:  # an IPv6 address
+        server_class = type("ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+    try:
+        httpd = server_class((host, port), Handler)
+    except OSError as exc:
+        raise UserError(f"metrics address {addr!r}: cannot listen: {exc.strerror}") from exc
+    httpd.daemon_threads = True
+    return MetricsServer(httpd)
