@@ -13,7 +13,10 @@ Rules (see docs/DESIGN.md, Decisions):
 - The station's 100 Hz sample grid starts at the first sample of each stretch; a record
   lands on the nearest grid sample (shift at most half a sample, as ObsPy's merge).
 - Overlaps and duplicates: the first-received samples win; later ones are dropped and
-  counted, never added twice. A record for a time already handed on is dropped.
+  counted, never added twice. Records may arrive out of order: a gap stays open for late
+  records until the component's data runs ``reorder_s`` past it; a record for a time
+  already handed on is dropped. (At rates other than 100 Hz a record older than the
+  component's latest one counts as an overlap: the resampler runs forward only.)
 - Gaps in one component (the others have data): up to ``interpolate_max_s`` linearly
   interpolated, longer ones zero-filled; both counted in ``Segment.filled``.
 - Gaps in every component at once longer than ``zero_fill_max_s`` end the stretch:
@@ -59,19 +62,23 @@ class GapPolicy:
 
     ``interpolate_max_s``: gaps in a component up to this long are linearly interpolated.
     ``zero_fill_max_s``: gaps in every component at once up to this long are filled
-    (interpolated or zeros); longer ones end the stretch. ``dead_channel_s``: a component
+    (interpolated or zeros); longer ones end the stretch. ``reorder_s``: a gap waits for late
+    records until the component's data runs this far past it. ``dead_channel_s``: a component
     this far behind the others is zero-filled so the station goes on.
     """
 
     interpolate_max_s: float = 0.5
     zero_fill_max_s: float = 60.0
-    dead_channel_s: float = 30.0
+    reorder_s: float = 10.0
+    dead_channel_s: float = 45.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.interpolate_max_s <= self.zero_fill_max_s:
             raise UserError(
                 f"gap policy: need 0 <= interpolate_max_s ({self.interpolate_max_s}) <= zero_fill_max_s ({self.zero_fill_max_s})"
             )
+        if not 0 <= self.reorder_s < self.dead_channel_s:
+            raise UserError(f"gap policy: need 0 <= reorder_s ({self.reorder_s}) < dead_channel_s ({self.dead_channel_s})")
         if not 0 < self.dead_channel_s <= 60:
             raise UserError(f"gap policy: dead_channel_s must be in (0, 60] s (got {self.dead_channel_s}) to bound memory")
 
@@ -133,6 +140,7 @@ class StationBuffer:
         self._components = [_Component() for _ in SLOT_NAMES]
         self._anchor: float | None = None  # time of grid index 0 in this stretch
         self._emitted: int | None = None  # grid index of the first sample not handed on
+        self._first = 0  # grid index of the stretch's first sample
         self._stretch_open = True
         self._done_until: float | None = None  # time just after the last sample handed on
         self._warned: set[str] = set()
@@ -288,13 +296,14 @@ class StationBuffer:
         held = [c for c in self._components if c.pieces]
         if not held:
             return None
+        begin = self._emitted if self._emitted is not None else min(c.pieces[0].index for c in held)
         if self._emitted is None:
-            self._emitted = min(c.pieces[0].index for c in held)
-        begin = self._emitted
-        known = [begin if c.known_end is None else c.known_end for c in comps]
+            self._first = begin
+        known = [self._first if c.known_end is None else c.known_end for c in comps]
         lead = max(known)
-        lagging = [final or lead - end > self.policy.dead_channel_s * SAMPLING_RATE for end in known]
-        ready = min(lead if lag else end for lag, end in zip(lagging, known))
+        reached = [self._reached(c, begin, self._first) for c in comps]
+        lagging = [final or lead - end > self.policy.dead_channel_s * SAMPLING_RATE for end in reached]
+        ready = min(lead if lag else end for lag, end in zip(lagging, reached))
         stop = ready if final else ready - 1
         if stop <= begin:
             return None
@@ -304,20 +313,33 @@ class StationBuffer:
         if gap is not None:
             return self._break_stretch(views, begin, *gap)
         if not final:
-            self._mark_dead(comps, lagging, lead, known)
+            self._mark_dead(lagging, lead, reached)
             stop = self._avoid_splitting_gaps(views, begin, stop)
             if stop <= begin:
                 return None
         return self._emit(views, begin, stop, stretch_end=final)
 
-    def _mark_dead(self, comps: list[_Component], lagging: list[bool], lead: int, known: list[int]) -> None:
-        """Log and count each component that starts (or stops) being zero-filled for lagging behind."""
-        for comp, lag, end in zip(comps, lagging, known):
+    def _reached(self, comp: _Component, begin: int, first: int) -> int:
+        """How far ``comp`` has data with no gap still open to late records (a gap is settled once
+        the component's data runs ``reorder_s`` past it); ``first`` for one without data yet."""
+        if not comp.pieces:
+            return first if comp.known_end is None else comp.known_end
+        cursor = begin
+        for piece in comp.pieces:
+            if piece.index > cursor and comp.known_end - piece.index < self.policy.reorder_s * SAMPLING_RATE:
+                return cursor
+            cursor = max(cursor, piece.end)
+        return cursor
+
+    def _mark_dead(self, lagging: list[bool], lead: int, known: list[int]) -> None:
+        """Log and count each expected component that starts (or stops) being zero-filled for lagging behind."""
+        for slot, lag, end in zip(self.expected, lagging, known):
+            comp = self._components[slot]
             if lag and not comp.dead:
                 self.stats.dead_channel_outages += 1
                 log.warning(
                     "station %s: no %s data for %.0f s while the others go on; zero-filling it",
-                    self.key, SLOT_NAMES[self._components.index(comp)], (lead - end) / SAMPLING_RATE,
+                    self.key, SLOT_NAMES[slot], (lead - end) / SAMPLING_RATE,
                 )
             comp.dead = lag
 
