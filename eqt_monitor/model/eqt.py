@@ -15,6 +15,7 @@ from ..types import WINDOW_SAMPLES
 from .layers import (
     FeedForward,
     LayerNormalization,
+    MonteCarloSpatialDropout1D,
     MultiHeadSelfAttention,
     PositionalEncoding,
     SeqSelfAttention,
@@ -60,14 +61,15 @@ def _attention(spec: ModelSpec, width: int | None, name: str) -> layers.Layer:
     return MultiHeadSelfAttention(spec.attention_units, spec.heads, attention_width=width, name=name)
 
 
-def _res_cnn_block(x, kernel: int, spec: ModelSpec, names: _Names, dropout_kwargs: dict):
+def _res_cnn_block(x, kernel: int, spec: ModelSpec, names: _Names, mc_dropout: bool):
     """Pre-activation residual block: [BN -> ReLU -> SpatialDropout1D -> Conv1D] x 2, plus identity."""
     shortcut = x
     filters = x.shape[-1]
     for _ in range(2):
         x = layers.BatchNormalization(name=names("batch_normalization"))(x)
         x = layers.Activation("relu", name=names("activation"))(x)
-        x = layers.SpatialDropout1D(spec.dropout, name=names("spatial_dropout1d"))(x, **dropout_kwargs)
+        dropout = MonteCarloSpatialDropout1D if mc_dropout else layers.SpatialDropout1D
+        x = dropout(spec.dropout, name=names("spatial_dropout1d"))(x)
         x = layers.Conv1D(filters, kernel, padding="same", name=names("conv1d"))(x)
     return layers.Add(name=names("add"))([shortcut, x])
 
@@ -108,7 +110,6 @@ def build_model(spec: ModelSpec, *, mc_dropout: bool = False) -> keras.Model:
     sampling, as the published model was saved); otherwise inference is deterministic.
     """
     names = _Names()
-    dropout_kwargs = {"training": True} if mc_dropout else {}
     inputs = keras.Input((WINDOW_SAMPLES, N_CHANNELS), name="input")
 
     x, lengths = inputs, [WINDOW_SAMPLES]
@@ -118,7 +119,7 @@ def build_model(spec: ModelSpec, *, mc_dropout: bool = False) -> keras.Model:
         lengths.append(-(-lengths[-1] // 2))
 
     for kernel in spec.res_cnn_kernels:
-        x = _res_cnn_block(x, kernel, spec, names, dropout_kwargs)
+        x = _res_cnn_block(x, kernel, spec, names, mc_dropout)
     for _ in range(spec.cnn_lstm_layers):
         x = _recurrent(spec, names)(x)
     for _ in range(spec.n_bilstm):

@@ -202,3 +202,15 @@ class PositionalEncoding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MonteCarloSpatialDropout1D(keras.layers.SpatialDropout1D):
+    """SpatialDropout1D that also drops at inference (Monte-Carlo dropout sampling).
+
+    A functional model passes its own ``training`` flag to every layer, overriding one given
+    when the graph was built, so staying active at inference needs its own layer.
+    """
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)

@@ -9,6 +9,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,22 +107,48 @@ def find_local(name: str) -> Path | None:
     return None
 
 
-def _download(url: str, target: Path, weight_set: WeightSet) -> None:
-    """Stream ``url`` into a temporary file beside ``target``, check its sha256, then rename it into place."""
+def _read_chunks(stream) -> Iterator[bytes]:
+    return iter(lambda: stream.read(CHUNK), b"")
+
+
+def _store(chunks: Iterable[bytes], target: Path, weight_set: WeightSet, origin: str) -> None:
+    """Write ``chunks`` to a temporary file beside ``target``, check the sha256, then rename it into
+    place (atomic: ``target`` is either the old file or the complete verified new one)."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            for chunk in iter(lambda: response.read(CHUNK), b""):
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != weight_set.sha256:
-            raise WeightsError(f"{url}: sha256 mismatch for {weight_set.name!r} weights: "
+            raise WeightsError(f"{origin}: sha256 mismatch for {weight_set.name!r} weights: "
                                f"expected {weight_set.sha256}, found {digest.hexdigest()}")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary shared file
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cache_target(weight_set: WeightSet, cache: str | Path | None) -> Path:
+    directory = Path(cache) if cache else cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / weight_set.file
+
+
+def install(name: str, source: str | Path, cache: str | Path | None = None) -> Path:
+    """Copy a local file into the cache as weight set ``name`` (offline ``pull``), refusing it
+    with ``WeightsError`` when its sha256 is not the published one."""
+    weight_set = get_weight_set(name)
+    target = _cache_target(weight_set, cache)
+    try:
+        f = open(source, "rb")
+    except OSError as exc:
+        raise WeightsError(f"{source}: cannot read weights file: {exc.strerror}") from None
+    with f:
+        _store(_read_chunks(f), target, weight_set, str(source))
+    return target
 
 
 def pull(name: str, cache: str | Path | None = None, url: str | None = None) -> Path:
@@ -129,9 +156,7 @@ def pull(name: str, cache: str | Path | None = None, url: str | None = None) -> 
     return its path. An existing verified copy is kept; a download whose sha256 differs is
     refused with ``WeightsError`` naming expected and found sha256 and leaves nothing behind."""
     weight_set = get_weight_set(name)
-    directory = Path(cache) if cache else cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / weight_set.file
+    target = _cache_target(weight_set, cache)
     if target.is_file():
         if sha256_file(target) == weight_set.sha256:
             return target
@@ -139,7 +164,8 @@ def pull(name: str, cache: str | Path | None = None, url: str | None = None) -> 
     errors = []
     for candidate in (url,) if url else weight_set.urls:
         try:
-            _download(candidate, target, weight_set)
+            with urllib.request.urlopen(candidate, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                _store(_read_chunks(response), target, weight_set, candidate)
             log.info("downloaded %s weights from %s to %s", name, candidate, target)
             return target
         except (urllib.error.URLError, OSError) as exc:
