@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .buffer import GapPolicy
+from .errors import ConfigError, UserError
 from .types import StationKey
 
 ARCHIVE_SCHEMES = ("sds", "file")
@@ -56,15 +57,6 @@ class ModelConfig:
     backend: str = "tensorflow"
 
 
-@dataclass(frozen=True)
-class BufferConfig:
-    """Gap policy and component handling of the per-station buffers."""
-
-    interpolate_max_s: float = 1.0
-    zero_fill_max_s: float = 300.0
-    component_timeout_s: float = 120.0
-
-
 @dataclass
 class MonitorConfig:
     """Everything ``run`` and ``replay`` need, from one ``stations.yaml``."""
@@ -73,7 +65,7 @@ class MonitorConfig:
     stations: list[StationConfig]
     sources: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
-    buffer: BufferConfig = field(default_factory=BufferConfig)
+    buffer: GapPolicy = field(default_factory=GapPolicy)
     catalog: Path = Path("catalog.sqlite")
     state_dir: Path = Path("state")
     metrics_addr: str = "127.0.0.1:9108"
@@ -150,7 +142,7 @@ def _typed(doc: _Located, node: yaml.Node, where: str, kind: type) -> Any:
 def _dataclass_section(doc: _Located, node: yaml.Node | None, where: str, cls: type, renames: dict[str, str]):
     """Fill dataclass ``cls`` from a mapping; ``renames`` maps YAML keys to field names."""
     items = doc.mapping(node, where)
-    types = {f.name: f.type for f in fields(cls)}
+    types = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in fields(cls)}
     allowed = {yaml_key for yaml_key in renames} | {name for name in types if name not in renames.values()}
     _check_keys(doc, items, allowed, where)
     kwargs = {}
@@ -280,7 +272,10 @@ def load_config(path: str | Path) -> MonitorConfig:
         if not 0 < getattr(model, name) < 1:
             key = yaml_key if yaml_key in model_items else name
             raise model_error(key, f"must be between 0 and 1, got {getattr(model, name)}")
-    buffer = _dataclass_section(doc, top.get("buffer", (None, None))[1], "buffer", BufferConfig, {})
+    try:
+        buffer = _dataclass_section(doc, top.get("buffer", (None, None))[1], "buffer", GapPolicy, {})
+    except UserError as exc:
+        raise doc.error(top["buffer"][1], "buffer", str(exc)) from None
 
     config = MonitorConfig(path=path, stations=stations, sources=sources, model=model, buffer=buffer)
     for name in ("catalog", "state_dir"):

@@ -95,3 +95,9 @@ def test_inventory_entry_expands_to_every_station(shared, tmp_path):
 def test_inventory_missing_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="StationXML file not found"):
         stations_from_inventory(tmp_path / "nope.xml")
+
+
+def test_gap_policy_is_validated_with_its_line(tmp_path):
+    path = write(tmp_path, GOOD + "buffer:\n  interpolate_max_s: 5\n  zero_fill_max_s: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:12: buffer: gap policy: need 0 <= interpolate_max_s"):
+        load_config(path)
