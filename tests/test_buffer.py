@@ -267,7 +267,7 @@ def test_dead_component_is_zero_filled_after_the_timeout(bom, caplog):
     e = stream.select(component="E")[0]
     e.trim(endtime=e.stats.starttime + 59.995, nearest_sample=False)  # E stops after 60 s, N and Z go on for 3 min
     buffer = StationBuffer(BOM)
-    segments, most_held = [], 0
+    segments = []
     with caplog.at_level(logging.WARNING):
         for r in records(stream):
             buffer.add(r)

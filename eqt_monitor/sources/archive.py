@@ -86,20 +86,20 @@ def _read_by_record(raw: bytes) -> tuple[obspy.Stream, list[int]]:
     """Decode ``raw`` one record at a time: the good records' traces, and the offsets of bad ones."""
     traces: list[obspy.Trace] = []
     bad: list[int] = []
-    offset = 0
+    offset, in_garbage = 0, False
     while offset < len(raw):
         length = record_length(raw, offset)
         if length is None or offset + length > len(raw):
-            if not bad or bad[-1] < offset - 4096:  # one entry per run of garbage
+            if not in_garbage:  # one entry per run of undecodable bytes
                 bad.append(offset)
-            offset += MIN_RECORD
+            offset, in_garbage = offset + MIN_RECORD, True
             continue
         record = _read_quietly(raw[offset : offset + length])
         if record is None:
             bad.append(offset)
         else:
             traces.extend(record)
-        offset += length
+        offset, in_garbage = offset + length, False
     stream = obspy.Stream(traces)
     stream.merge(method=-1)  # join exactly contiguous records again (no data changed)
     return stream, bad

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Sequence
 
 import obspy
@@ -12,8 +11,6 @@ from obspy.clients.fdsn.header import FDSNException, FDSNNoDataException
 from ..types import StationKey
 from .archive import read_mseed
 from .base import Source, SourceError, channel_pattern, select
-
-log = logging.getLogger(__name__)
 
 
 class FDSNSource(Source):
