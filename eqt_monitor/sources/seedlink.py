@@ -1,0 +1,368 @@
+"""Live SeedLink v3 ingest on ObsPy's ``SeedLinkConnection``, resumable across restarts.
+
+One connection in multi-station mode carries every configured station: for each ``NET STA`` a
+``STATION`` command with selectors ``[LL]CCC.D`` built from the stations' location and channel
+prefix (``HH`` → ``HH?``; no prefix → ``???``). A thread collects 512-byte records and hands each
+one on as an ObsPy ``Trace`` (to a callback, or to the iterator of ``stream``).
+
+Resuming: per ``NET.STA`` the sequence number of the last record handed on (or, with
+``autosave=False``, of the last record the caller committed with ``save_state(until=...)``) is
+written atomically to a JSON state file; a restart asks the server for the records after it
+(``DATA seq+1``), so nothing is skipped and nothing handed on twice. Network trouble is handled
+in-process: a read timeout (``net_timeout`` without data), keep-alives (``INFO ID``), and
+reconnects with capped exponential backoff that resume from the last record received.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import obspy
+from obspy.clients.seedlink.client.seedlinkconnection import SeedLinkConnection
+from obspy.clients.seedlink.seedlinkexception import SeedLinkException
+from obspy.clients.seedlink.slpacket import SLPacket
+
+from .. import metrics
+from ..types import StationKey
+from .base import Source, SourceError, matches, select
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 18000
+POLL_S = 0.1  # socket read timeout while streaming: how often the loop looks at timers and stop requests
+DELIVERED_KEPT = 20_000  # per station: delivered records remembered for save_state(until=...)
+
+
+def open_uri(uri: str) -> "SeedLinkSource":
+    """``seedlink://HOST[:PORT]`` → a ``SeedLinkSource`` with default settings (``base.open_source`` calls this)."""
+    return SeedLinkSource(uri)
+
+
+def selectors(keys: Sequence[StationKey]) -> dict[tuple[str, str], str]:
+    """``(network, station)`` → space-separated SeedLink selectors for those stations' streams.
+
+    The location goes in front when it is set (``00HH?.D``); an empty location selects any
+    location (``HH?.D``: ``--`` for "empty" is not understood by every server) and the records
+    of other locations are dropped on arrival.
+    """
+    out: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        sel = f"{key.location}{key.channel_prefix[:3].ljust(3, '?')}.D"
+        lst = out.setdefault((key.network, key.station), [])
+        if sel not in lst:
+            lst.append(sel)
+    return {ns: " ".join(sels) for ns, sels in out.items()}
+
+
+@dataclass
+class SourceCounters:
+    """What a source has seen since it was created (also exported to ``metrics``)."""
+
+    records: int = 0
+    samples: int = 0
+    reconnects: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+
+def _address(uri: str) -> str:
+    rest = uri.split("://", 1)[1] if "://" in uri else uri
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep:
+        host, port = rest.rstrip("/"), str(DEFAULT_PORT)
+    if not host or not port.isdigit():
+        raise SourceError(f"source {uri!r}: expected seedlink://HOST[:PORT]")
+    return f"{host}:{port}"
+
+
+class _Connection(SeedLinkConnection):
+    """ObsPy's connection with our reconnect policy: backoff before each reconnect, short read
+    timeouts (so keep-alives, the network timeout and stop requests are seen), and EOF taken as
+    a lost connection instead of "no data yet"."""
+
+    def __init__(self, owner: "SeedLinkSource") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def connect(self) -> None:
+        owner = self.owner
+        delay = owner._backoff_delay()
+        if owner._stopping.is_set() or (delay and owner._stopping.wait(delay)):
+            raise SeedLinkException("stop requested")
+        owner._attempts += 1
+        self.timeout = owner.connect_timeout  # ObsPy uses it for the connect; collect() must not see it
+        try:
+            super().connect()
+        except (SeedLinkException, OSError) as exc:
+            owner._count_error("connect", f"cannot connect to {self.sladdr}: {exc}")
+            raise SeedLinkException(str(exc)) from exc
+        finally:
+            self.timeout = None
+        if owner._connected_once:
+            owner._count_reconnect()
+        owner._connected_once = True
+        self.socket.settimeout(POLL_S)
+
+    def receive_data(self, maxbytes: int, code: str) -> bytes:
+        try:
+            data = self.socket.recv(maxbytes)
+        except socket.timeout:
+            return b""
+        if not data:
+            raise ConnectionResetError(f"{code}: connection closed by the server")
+        return data
+
+
+class SeedLinkSource(Source):
+    """A SeedLink server as a live source: ``start``/``stream`` run a collector thread, ``stop`` ends it.
+
+    ``state_file``: JSON with the resume point per ``NET.STA``. ``begin``: start time (POSIX s)
+    for stations without a resume point (``TIME`` request); ``None`` asks for new data only.
+    ``keepalive`` and ``net_timeout`` in seconds (0 disables); reconnects wait
+    ``backoff_initial * 2**(n-1)`` seconds, at most ``backoff_max``. ``autosave``: write the state
+    after every record handed on; otherwise the caller commits with ``save_state(until=...)``.
+    """
+
+    def __init__(self, uri: str, *, state_file: str | Path | None = None, begin: float | None = None,
+                 keepalive: float = 20.0, net_timeout: float = 120.0, connect_timeout: float = 10.0,
+                 backoff_initial: float = 1.0, backoff_max: float = 60.0, autosave: bool = True,
+                 queue_size: int = 10_000) -> None:
+        super().__init__(uri)
+        self.address = _address(uri)
+        self.state_file = Path(state_file) if state_file is not None else None
+        self.begin, self.keepalive, self.net_timeout = begin, keepalive, net_timeout
+        self.connect_timeout = connect_timeout
+        self.backoff_initial, self.backoff_max, self.autosave = backoff_initial, backoff_max, autosave
+        self.counters = SourceCounters()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: _Connection | None = None
+        self._keys: list[StationKey] = []
+        self._attempts = 0  # connection attempts since data last flowed
+        self._connected_once = False
+        self._lock = threading.Lock()
+        self._committed: dict[str, tuple[int, str]] = self._load_state()  # "NET.STA" -> (seq, record end)
+        self._delivered: dict[str, deque] = {}  # "NET.STA" -> (seq, end) of records handed on
+
+    # ---------------------------------------------------------------- state file
+
+    def _load_state(self) -> dict[str, tuple[int, str]]:
+        if self.state_file is None or not self.state_file.exists():
+            return {}
+        try:
+            doc = json.loads(self.state_file.read_text())
+            state = {k: (int(v["seq"]), str(v["end"])) for k, v in doc["stations"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"SeedLink state file {str(self.state_file)!r} is unreadable ({exc}); "
+                              "move it away to start from new data") from exc
+        if doc.get("server") != self.address:
+            log.warning("%s: state file %s is for server %s, not %s: ignoring its sequence numbers",
+                        self.uri, self.state_file, doc.get("server"), self.address)
+            return {}
+        log.info("%s: resuming %d station(s) from %s", self.uri, len(state), self.state_file)
+        return state
+
+    def save_state(self, until: float | Mapping[str, float] | None = None) -> None:
+        """Write the resume points atomically: per station the last record handed on, or with
+        ``until`` (POSIX s, or per ``NET.STA``) the last one before the first record ending after it."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            for sta, records in self._delivered.items():
+                limit = until.get(sta) if isinstance(until, Mapping) else until
+                while records and (limit is None or records[0][1] <= limit):
+                    seq, end = records.popleft()
+                    self._committed[sta] = (seq, obspy.UTCDateTime(end).isoformat())
+            doc = {"server": self.address,
+                   "stations": {k: {"seq": s, "end": e} for k, (s, e) in sorted(self._committed.items())}}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.state_file.name + ".", dir=self.state_file.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_file)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def _mark_delivered(self, sta: str, seq: int, end: float) -> None:
+        with self._lock:
+            self._delivered.setdefault(sta, deque(maxlen=DELIVERED_KEPT)).append((seq, end))
+        if self.autosave:
+            self.save_state()
+
+    # ---------------------------------------------------------------- counters
+
+    def _count_error(self, kind: str, message: str, level: int = logging.WARNING) -> None:
+        self.counters.errors[kind] += 1
+        metrics.ERRORS.labels(kind=f"seedlink_{kind}").inc()
+        log.log(level, "%s: %s", self.uri, message)
+
+    def _count_reconnect(self) -> None:
+        self.counters.reconnects += 1
+        metrics.RECONNECTS.labels(source=self.uri).inc()
+        log.info("%s: reconnected", self.uri)
+
+    def _backoff_delay(self) -> float:
+        if not self._connected_once and self._attempts == 0:
+            return 0.0
+        return min(self.backoff_max, self.backoff_initial * 2 ** max(self._attempts - 1, 0))
+
+    # ---------------------------------------------------------------- live
+
+    def start(self, stations: Sequence[StationKey], on_trace: Callable[[obspy.Trace], None] | None = None) -> None:
+        """Connect and collect in a background thread; each trace goes to ``on_trace`` (or ``stream``)."""
+        if self._thread is not None:
+            raise SourceError(f"source {self.uri!r}: already started")
+        if not stations:
+            raise SourceError(f"source {self.uri!r}: no stations to ask for")
+        self._keys = list(stations)
+        conn = _Connection(self)
+        conn.set_sl_address(self.address)
+        conn.keepalive, conn.netto, conn.netdly = self.keepalive, self.net_timeout, 0.01
+        if self.begin is not None:
+            conn.set_begin_time(obspy.UTCDateTime(self.begin).format_seedlink())
+        for (net, sta), sel in selectors(self._keys).items():
+            seq = self._committed.get(f"{net}.{sta}", (-1, ""))[0]
+            conn.add_stream(net, sta, sel, seq, None)
+        self._conn = conn
+        self._thread = threading.Thread(target=self._collect, args=(on_trace,), name="seedlink-ingest", daemon=True)
+        self._thread.start()
+
+    def stream(self, stations: Sequence[StationKey]) -> Iterator[obspy.Trace]:
+        """Traces of ``stations`` as they arrive, until ``stop()`` (then the queued ones).
+
+        A trace counts as handed on (for the state file) when the next one is asked for or the
+        loop ends, so a process killed while handling a trace gets that trace again on restart.
+        """
+        self.start(stations)
+        pending = None
+        try:
+            while not (self._stopping.is_set() and self._queue.empty()):
+                if pending is not None:
+                    self._mark_delivered(*pending)
+                    pending = None
+                try:
+                    trace, pending = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                yield trace
+        finally:
+            if pending is not None:
+                self._mark_delivered(*pending)
+            self.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the collector thread (within about a second) and write the state."""
+        self._stopping.set()
+        conn = self._conn
+        if conn is not None:
+            conn.terminate()
+            sock = conn.socket
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self.autosave:
+            self.save_state()
+
+    def close(self) -> None:
+        """Same as ``stop``."""
+        self.stop()
+
+    def _collect(self, on_trace: Callable[[obspy.Trace], None] | None) -> None:
+        conn = self._conn
+        while not self._stopping.is_set():
+            try:
+                packet = conn.collect()
+            except SeedLinkException:
+                continue  # connect failed (counted); the next collect() retries after the backoff
+            except Exception as exc:  # never let the ingest thread die
+                self._count_error("client", f"SeedLink client failure: {exc!r}")
+                self._stopping.wait(self._backoff_delay())
+                conn.disconnect()
+                continue
+            if self._stopping.is_set():
+                break
+            if packet == SLPacket.SLERROR:
+                self._count_error("server_error", "server answered ERROR; reconnecting")
+            elif packet in (SLPacket.SLTERMINATE, None):
+                self._count_error("stream_end", "server ended the stream; reconnecting")
+            elif isinstance(packet, SLPacket):
+                self._attempts = 0
+                self._hand_on(packet, on_trace)
+        conn.disconnect()
+
+    def _hand_on(self, packet: SLPacket, on_trace: Callable[[obspy.Trace], None] | None) -> None:
+        try:
+            trace = packet.get_trace()
+        except Exception as exc:
+            self._count_error("decode", f"undecodable record: {exc}")
+            return
+        s = trace.stats
+        if not any(matches(k, s.network, s.station, s.location, s.channel) for k in self._keys):
+            self._count_error("unexpected_stream", f"dropping record of unrequested stream {trace.id}", logging.DEBUG)
+            return
+        end = (s.endtime + s.delta).timestamp if s.sampling_rate else s.endtime.timestamp
+        self.counters.records += 1
+        self.counters.samples += s.npts
+        metrics.observe_data(f"{s.network}.{s.station}.{s.location}", s.npts, end)
+        ticket = (f"{s.network}.{s.station}", packet.get_sequence_number(), end)
+        if on_trace is None:
+            while not self._stopping.is_set():
+                try:
+                    return self._queue.put((trace, ticket), timeout=0.2)
+                except queue.Full:
+                    continue
+            return
+        try:
+            on_trace(trace)
+        except Exception as exc:  # a bad record for the handler must not stop the other stations
+            self._count_error("callback", f"trace handler failed on {trace.id}: {exc!r}", logging.ERROR)
+        self._mark_delivered(*ticket)
+
+    # ---------------------------------------------------------------- bounded
+
+    def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float,
+                      timeout: float = 120.0) -> obspy.Stream:
+        """The server's buffered data of ``stations`` in ``[start, end]`` (a ``TIME`` window request)."""
+        conn = SeedLinkConnection(timeout=timeout)
+        conn.set_sl_address(self.address)
+        conn.set_begin_time(obspy.UTCDateTime(start).format_seedlink())
+        conn.set_end_time(obspy.UTCDateTime(end).format_seedlink())
+        for (net, sta), sel in selectors(stations).items():
+            conn.add_stream(net, sta, sel, -1, None)
+        out, began = obspy.Stream(), time.monotonic()
+        try:
+            while True:
+                packet = conn.collect()
+                if not isinstance(packet, SLPacket):
+                    break
+                out += packet.get_trace()
+        except SeedLinkException as exc:
+            raise SourceError(f"source {self.uri!r}: {exc}") from exc
+        finally:
+            conn.close()
+        if packet == SLPacket.SLERROR:
+            raise SourceError(f"source {self.uri!r}: the server refused the time window request")
+        if time.monotonic() - began >= timeout:
+            log.warning("%s: time window request timed out after %.0f s; data may be incomplete", self.uri, timeout)
+        out = select(out, stations)
+        out.trim(obspy.UTCDateTime(start), obspy.UTCDateTime(end), nearest_sample=False)
+        self._report_missing(stations, out, start, end)
+        return obspy.Stream([tr for tr in out if tr.stats.npts])

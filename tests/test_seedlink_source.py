@@ -1,0 +1,198 @@
+"""The SeedLink ingest source against the simulator over real TCP on 127.0.0.1 (chile_2014 SDS):
+several stations at once, resume from the state file after a client restart, and no gap and no
+duplicate when the server process is killed and restarted three times mid-stream."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import obspy
+import pytest
+
+from eqt_monitor.errors import UserError
+from eqt_monitor.seedlink_server import SeedLinkServer
+from eqt_monitor.sources import open_source
+from eqt_monitor.sources.seedlink import SeedLinkSource, selectors
+from eqt_monitor.types import StationKey
+
+T0 = obspy.UTCDateTime("2014-05-01T00:00:00")
+KEYS = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB02", "", "HH")]
+CHANNELS = [f"CX.{sta}..HH{c}" for sta in ("PB01", "PB02") for c in "ENZ"]
+
+
+@pytest.fixture(scope="module")
+def sds(shared: Path) -> Path:
+    return shared / "data" / "chile_2014" / "sds"
+
+
+@pytest.fixture(scope="module")
+def archive(sds: Path) -> dict[str, obspy.Trace]:
+    """Each channel's archive samples read straight with ObsPy, 00:00-00:10."""
+    out = {}
+    for cid in CHANNELS:
+        net, sta, loc, cha = cid.split(".")
+        st = obspy.read(str(sds / "2014" / net / sta / f"{cha}.D" / f"{cid}.D.2014.121"),
+                        starttime=T0 - 10, endtime=T0 + 600)
+        st.merge()
+        out[cid] = st[0]
+    return out
+
+
+class Collector:
+    """Keeps every trace handed on; ``done`` once each channel has data up to ``until``."""
+
+    def __init__(self, until: obspy.UTCDateTime) -> None:
+        self.traces: list[obspy.Trace] = []
+        self.until = until
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, tr: obspy.Trace) -> None:
+        with self.lock:
+            self.traces.append(tr)
+            ends = {}
+            for t in self.traces:
+                ends[t.id] = max(ends.get(t.id, t.stats.endtime), t.stats.endtime)
+            if len(ends) == len(CHANNELS) and min(ends.values()) >= self.until - 0.011:
+                self.done.set()
+
+    def wait(self, limit_s: float) -> None:
+        assert self.done.wait(limit_s), f"stream incomplete after {limit_s} s ({len(self.traces)} records)"
+
+
+def assert_exactly_the_archive(traces: list[obspy.Trace], archive: dict, start, end) -> None:
+    """Every channel's records, start <= t < end, are the archive's samples: no gap, no duplicate."""
+    keys = [(t.id, t.stats.starttime.ns) for t in traces]
+    assert len(keys) == len(set(keys)), "a record was handed on twice"
+    got = obspy.Stream(traces).slice(start, end - 1e-6, nearest_sample=False)
+    got.sort().merge(method=-1)
+    assert sorted(t.id for t in got) == CHANNELS, "a gap or a missing channel"
+    for tr in got:
+        want = archive[tr.id].slice(start, end - 1e-6, nearest_sample=False)
+        assert tr.stats.starttime == want.stats.starttime and np.array_equal(tr.data, want.data), tr.id
+
+
+def make_source(port: int, state: Path | None = None, **kw) -> SeedLinkSource:
+    kw = {"begin": T0.timestamp, "backoff_initial": 0.1, "backoff_max": 0.5, "keepalive": 2, "net_timeout": 10, **kw}
+    return SeedLinkSource(f"seedlink://127.0.0.1:{port}", state_file=state, **kw)
+
+
+def test_selectors_per_station_follow_the_protocol():
+    keys = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB01", "00", "EH"), StationKey("XX", "A", "", "")]
+    assert selectors(keys) == {("CX", "PB01"): "HH?.D 00EH?.D", ("XX", "A"): "???.D"}
+
+
+def test_open_source_builds_it_and_bad_state_is_a_one_line_error(tmp_path):
+    src = open_source("seedlink://127.0.0.1:18123")
+    assert isinstance(src, SeedLinkSource) and src.address == "127.0.0.1:18123"
+    assert open_source("seedlink://example.org").address == "example.org:18000"
+    bad = tmp_path / "state.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="state.json"):
+        SeedLinkSource("seedlink://127.0.0.1:18000", state_file=bad)
+
+
+def test_several_stations_stream_exactly_the_archive(sds, archive):
+    with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp) as server:
+        got = Collector(T0 + 120)
+        src = make_source(server.port)
+        src.start(KEYS, on_trace=got)
+        try:
+            got.wait(60)
+        finally:
+            src.stop()
+    assert_exactly_the_archive(got.traces, archive, T0, T0 + 120)
+    assert src.counters.records == len(got.traces) and src.counters.reconnects == 0
+
+
+def test_state_file_resumes_after_a_client_restart_without_gap_or_duplicate(sds, archive, tmp_path):
+    state = tmp_path / "seedlink.state"
+    with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp) as server:
+        first: list[obspy.Trace] = []
+        src = make_source(server.port, state)
+        for tr in src.stream(KEYS):
+            first.append(tr)
+            if len(first) == 40:
+                break  # the consumer stops: the source stops and writes its state
+        doc = json.loads(state.read_text())
+        assert set(doc["stations"]) == {"CX.PB01", "CX.PB02"} and doc["server"] == f"127.0.0.1:{server.port}"
+        got = Collector(T0 + 180)
+        again = make_source(server.port, state)
+        again.start(KEYS, on_trace=got)
+        try:
+            got.wait(60)
+        finally:
+            again.stop()
+    assert_exactly_the_archive(first + got.traces, archive, T0, T0 + 180)
+
+
+def test_checkpointed_state_resumes_from_the_committed_time(sds, tmp_path):
+    state = tmp_path / "seedlink.state"
+    with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp) as server:
+        got = Collector(T0 + 120)
+        src = make_source(server.port, state, autosave=False)
+        src.start(KEYS, on_trace=got)
+        got.wait(60)
+        src.save_state(until=(T0 + 60).timestamp)  # e.g. everything before 00:01 is durably processed
+        src.stop()
+        later = Collector(T0 + 120)
+        again = make_source(server.port, state, autosave=False)
+        again.start(KEYS, on_trace=later)
+        later.wait(60)
+        again.stop()
+    for cid in CHANNELS:
+        before = [t for t in got.traces if t.id == cid and t.stats.endtime + t.stats.delta <= T0 + 60]
+        after = sorted((t for t in later.traces if t.id == cid), key=lambda t: t.stats.starttime)
+        assert after and before, cid
+        # resumes right after the last record ending by the checkpoint (records of a station share its sequence)
+        assert after[0].stats.starttime <= T0 + 60 + 8  # at most about one record after the checkpoint
+        assert after[0].stats.starttime >= max(t.stats.starttime for t in before)
+
+
+@pytest.mark.slow
+def test_server_killed_and_restarted_three_times_loses_and_repeats_nothing(sds, archive, tmp_path):
+    end = T0 + 300
+    # the simulate sub-command as cli.main runs it, without importing every other sub-command
+    # (today some import Keras at load time: 10 s per start on this machine)
+    driver = ("import argparse, logging, sys; from eqt_monitor.commands import simulate as s; "
+              "p = argparse.ArgumentParser(); s.add_arguments(p); logging.basicConfig(level=logging.INFO); "
+              "sys.exit(s.run(p.parse_args(sys.argv[1:])))")
+    cmd = [sys.executable, "-c", driver, "--source", f"sds://{sds}", "--speed", "60",
+           "--start", str(T0), "--end", str(end)]
+
+    def launch(port: int) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd + ["--port", str(port)], stderr=subprocess.PIPE, text=True)
+        for line in proc.stderr:  # wait for the "serving ... on 127.0.0.1:PORT" line
+            if "serving" in line:
+                threading.Thread(target=proc.stderr.read, daemon=True).start()
+                return proc, int(line.rsplit(":", 1)[1])
+        raise AssertionError(f"simulate did not start (rc={proc.wait()})")
+
+    proc, port = launch(0)
+    got = Collector(end)
+    src = make_source(port, tmp_path / "seedlink.state")
+    src.start(KEYS, on_trace=got)
+    try:
+        for kill_at in (30, 90, 150):  # records received before each kill
+            deadline = time.monotonic() + 60
+            while len(got.traces) < kill_at:
+                assert time.monotonic() < deadline, "no data after a restart"
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(0.3)
+            proc, _ = launch(port)
+        got.wait(120)
+    finally:
+        src.stop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert src.counters.reconnects >= 3 and src.counters.errors["connect"] >= 1
+    assert_exactly_the_archive(got.traces, archive, T0, end)
