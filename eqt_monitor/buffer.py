@@ -447,7 +447,7 @@ class StationBuffer:
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``[lo, hi)`` of every run of True in a boolean array."""
-    if not len(mask):
+    if not mask.any():
         return []
     edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
@@ -464,7 +464,7 @@ def iter_segments(
     *,
     policy: GapPolicy = GapPolicy(),
     channels: dict[StationKey, Sequence[str]] | None = None,
-    slice_s: float = 10.0,
+    slice_s: float = 30.0,
 ) -> dict[StationKey, list[Segment]]:
     """All segments of a bounded stream, per station, through ``StationBuffer``s.
 

@@ -11,6 +11,7 @@ with its first and last sample (no step from zero at the start of the data).
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,6 +23,7 @@ KAISER_BETA = 5.0
 ZERO_CROSSINGS = 10  # filter half-length, in units of the larger of up and down
 
 
+@lru_cache(maxsize=64)
 def rate_ratio(rate: float, target: float = SAMPLING_RATE) -> tuple[int, int]:
     """``(up, down)`` with ``rate * up / down == target``; ``ValueError`` for a rate with no small exact ratio."""
     if not rate > 0:
