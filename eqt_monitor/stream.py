@@ -75,6 +75,8 @@ class _Stretch:
         self.start = start
         self.step = step
         self.origin = stretch_origin(start)
+        # sub-sample offset of the data from the 100 Hz grid, to the microsecond (miniSEED's resolution)
+        self._offset = round(start - self.origin / SAMPLING_RATE, 6)
         self.received = 0  # samples received (m)
         self.ended = False
         self.final = 0  # samples released as final (F)
@@ -98,8 +100,9 @@ class _Stretch:
         return len(self._raw) + len(self._stacked) + self._picker.held_samples
 
     def time(self, index: int | float) -> float:
-        """POSIX time of stretch sample ``index``."""
-        return self.start + index / SAMPLING_RATE
+        """POSIX time of stretch sample ``index``, computed from its absolute sample number so that
+        a sample has the same time in any stretch that contains it."""
+        return (self.origin + index) / SAMPLING_RATE + self._offset
 
     def append(self, data: np.ndarray) -> None:
         self._raw = np.concatenate([self._raw, data])
