@@ -1,0 +1,464 @@
+"""Picks from many stations → located events, with PyOcto.
+
+Stations are given as ``NET.STA.LOC -> (lat, lon, elevation_m)`` and projected to km on a
+transverse Mercator plane centred on the network. The velocity model is homogeneous (0D, ``vp``
+and ``vs``) by default, or 1D layered (``layers``): for the layered model this module writes
+PyOcto's travel-time table itself from exact first arrivals (direct rays and head waves) in
+constant-velocity layers, so no eikonal solver is needed.
+
+:func:`associate` runs over a whole span (replay). :class:`Associator` runs live over sliding
+slices: it commits an event only once its origin time is more than the longest travel time in
+the search volume behind the complete-data horizon, so no later pick can belong to it; each event
+is committed in exactly one slice (the one whose horizon range holds its origin time), and with a
+catalog attached the horizon is stored in the same transaction as the events, which makes it
+restart-safe.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyocto
+from obspy.geodetics import gps2dist_azimuth
+from pyproj import CRS, Transformer
+from scipy.optimize import least_squares
+
+from .catalog import Arrival, Catalog, Event, Origin
+from .errors import ConfigError
+from .types import Pick
+
+log = logging.getLogger(__name__)
+
+Coordinates = Mapping[str, tuple[float, float, float]]  # NET.STA.LOC -> (lat, lon, elevation_m)
+HORIZON_KEY = "associator.horizon"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A constant-velocity layer from ``top_km`` (below sea level) down to the next layer's top."""
+
+    top_km: float
+    vp: float
+    vs: float
+
+
+@dataclass(frozen=True)
+class AssociatorConfig:
+    """Association settings; PyOcto's names where they are PyOcto's parameters."""
+
+    vp: float = 6.0  # km/s, 0D model
+    vs: float = 3.5
+    layers: tuple[Layer, ...] = ()  # non-empty: 1D layered model instead of vp/vs
+    tolerance: float = 0.5  # s, velocity model tolerance
+    margin_km: float = 30.0  # search volume: station bounding box plus this margin
+    zlim: tuple[float, float] = (0.0, 30.0)  # km below sea level
+    n_picks: int = 6
+    n_p_picks: int = 3
+    n_s_picks: int = 2
+    n_p_and_s_picks: int = 2
+    pick_match_tolerance: float = 1.0  # s
+    min_node_size_location: float = 0.25  # km
+    max_residual: float = 0.5  # s; arrivals beyond this after relocation are dropped as outliers
+    min_interevent_time: float = 3.0  # s
+    min_pick_fraction: float = 0.25
+    table_spacing_km: float = 0.5  # 1D travel-time table grid
+    n_threads: int = 1  # one thread keeps the output deterministic
+
+    def __post_init__(self) -> None:
+        if not self.layers and not (0 < self.vs < self.vp):
+            raise ConfigError(f"associator: need 0 < vs < vp, got vp={self.vp} vs={self.vs}")
+        if self.layers:
+            tops = [layer.top_km for layer in self.layers]
+            if tops != sorted(tops) or len(set(tops)) != len(tops) or tops[0] > self.zlim[0]:
+                raise ConfigError("associator.layers: tops must increase and the first must cover the search depth")
+            if any(not (0 < layer.vs < layer.vp) for layer in self.layers):
+                raise ConfigError("associator.layers: every layer needs 0 < vs < vp")
+            if self.zlim[0] < 0:
+                raise ConfigError("associator.zlim: PyOcto's 1D model cannot search above sea level")
+
+    def describe(self) -> str:
+        """The velocity model in words, for the origin's method id."""
+        if self.layers:
+            body = "; ".join(f"{la.top_km:g} km {la.vp:.2f}/{la.vs:.2f}" for la in self.layers)
+            return f"PyOcto {pyocto.__version__} + least squares, 1D layers (top vp/vs km/s) {body}"
+        return f"PyOcto {pyocto.__version__} + least squares, 0D vp={self.vp:.2f} vs={self.vs:.2f} km/s"
+
+
+def layered_travel_times(layers: Iterable[Layer], phase: str, x_km: np.ndarray, z_km: np.ndarray) -> np.ndarray:
+    """First-arrival times (s) from a surface source to offsets ``x_km`` and depths ``z_km``.
+
+    Returns an ``(len(x), len(z))`` array: the faster of the direct ray (ray parameter found by
+    bisection on the offset it reaches) and every head wave along the top of a layer that is
+    faster than all layers above it, beyond its critical distance.
+    """
+    layers = list(layers)
+    tops = np.array([la.top_km for la in layers], float)
+    v = np.array([la.vp if phase == "P" else la.vs for la in layers], float)
+    bottoms = np.append(tops[1:], np.inf)
+    x = np.asarray(x_km, float)[:, None]
+    z = np.asarray(z_km, float)
+    tops0 = tops - tops[0]  # the surface is the top of the first layer
+    bottoms0 = bottoms - tops[0]
+
+    def thickness(upper: np.ndarray | float, lower: np.ndarray | float) -> np.ndarray:
+        """(nz, nlayers) thickness of each layer between depths ``upper`` and ``lower``."""
+        upper = np.broadcast_to(np.asarray(upper, float), z.shape)[:, None]
+        lower = np.broadcast_to(np.asarray(lower, float), z.shape)[:, None]
+        return np.clip(np.minimum(lower, bottoms0) - np.maximum(upper, tops0), 0.0, None)
+
+    h = thickness(0.0, z)  # (nz, nl)
+    vmax = np.where(h > 0, v, 0.0).max(axis=1)  # fastest layer each ray crosses
+    vmax = np.where(vmax > 0, vmax, v[0])
+    lo = np.zeros((x.shape[0], z.size))
+    hi = np.ones_like(lo)
+    hv = h[None, :, :]
+    v_crossed = np.minimum(v[None, :], vmax[:, None])  # layers not crossed have h = 0; keep their sqrt real
+    with np.errstate(divide="ignore", invalid="ignore"):  # u -> 1 only on surface rows, replaced below
+        for _ in range(60):  # bisection on p = u / vmax for the offset x
+            u = (lo + hi) / 2
+            pv = (u / vmax)[..., None] * v_crossed  # p * v_i
+            reach = (hv * pv / np.sqrt(1 - pv**2)).sum(axis=-1)
+            too_far = reach > x
+            hi = np.where(too_far, u, hi)
+            lo = np.where(too_far, lo, u)
+        pv = (lo / vmax)[..., None] * v_crossed
+        direct = (hv / (v_crossed * np.sqrt(1 - pv**2))).sum(axis=-1)
+    # a receiver at the surface is reached along the top layer
+    direct = np.where(z[None, :] > 0, direct, x / v[0])
+    best = direct
+    for k in range(1, len(layers)):
+        if v[k] <= v[:k].max():
+            continue  # no critical refraction into a slower layer
+        eta = np.sqrt(1 / v[:k] ** 2 - 1 / v[k] ** 2)
+        tan = v[:k] / v[k] / np.sqrt(1 - (v[:k] / v[k]) ** 2)
+        legs = thickness(0.0, tops0[k])[:, :k] + thickness(z, tops0[k])[:, :k]  # down and back up
+        intercept = (legs * eta).sum(axis=1)
+        critical = (legs * tan).sum(axis=1)
+        head = x / v[k] + intercept[None, :]
+        ok = (z[None, :] <= tops0[k]) & (x >= critical[None, :])
+        best = np.minimum(best, np.where(ok, head, np.inf))
+    return best
+
+
+@dataclass(frozen=True)
+class TravelTimeTable:
+    """First-arrival times on a regular (offset, depth below the model top) grid, PyOcto's 1D layout."""
+
+    delta: float
+    p: np.ndarray  # (nx, nz) seconds
+    s: np.ndarray
+
+    @classmethod
+    def build(cls, layers: tuple[Layer, ...], xdist: float, zdist: float, delta: float) -> TravelTimeTable:
+        """Tabulate ``layers`` to ``xdist`` km offset and ``zdist`` km depth every ``delta`` km."""
+        x = np.arange(int(xdist / delta) + 1) * delta
+        z = np.arange(int(zdist / delta) + 1) * delta
+        return cls(delta, layered_travel_times(layers, "P", x, z), layered_travel_times(layers, "S", x, z))
+
+    def write(self, path: Path) -> None:
+        """PyOcto's binary format: ``struct('iid', nx, nz, delta)`` then P and S times as (nx, nz) float64."""
+        with open(path, "wb") as f:
+            f.write(struct.pack("iid", *self.p.shape, self.delta))
+            for times in (self.p, self.s):
+                f.write(np.ascontiguousarray(times, dtype=np.float64).tobytes())
+
+    def lookup(self, phase_is_p: np.ndarray, offset: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation of the table (clamped to its edges)."""
+        nx, nz = self.p.shape
+        fx = np.clip(offset / self.delta, 0, nx - 1.000001)
+        fz = np.clip(depth / self.delta, 0, nz - 1.000001)
+        ix, iz = fx.astype(int), fz.astype(int)
+        wx, wz = fx - ix, fz - iz
+        out = np.empty(len(offset))
+        for table, mask in ((self.p, phase_is_p), (self.s, ~phase_is_p)):
+            i, k, a, b = ix[mask], iz[mask], wx[mask], wz[mask]
+            out[mask] = ((1 - a) * (1 - b) * table[i, k] + a * (1 - b) * table[i + 1, k]
+                         + (1 - a) * b * table[i, k + 1] + a * b * table[i + 1, k + 1])
+        return out
+
+
+class _Octo:
+    """PyOcto set up for one station set and configuration."""
+
+    def __init__(self, stations: Coordinates, config: AssociatorConfig):
+        if not stations:
+            raise ConfigError("associator: no station coordinates given")
+        self.config = config
+        self.coordinates = dict(stations)
+        frame = pd.DataFrame(
+            [{"id": k, "latitude": v[0], "longitude": v[1], "elevation": v[2]} for k, v in sorted(stations.items())]
+        )
+        crs = pyocto.OctoAssociator.get_crs(frame)  # transverse Mercator in km, centred on the network
+        self._to_km = Transformer.from_crs(CRS.from_epsg(4326), crs)
+        frame["x"], frame["y"] = self._to_km.transform(frame["latitude"].to_numpy(), frame["longitude"].to_numpy())
+        frame["z"] = -frame["elevation"] / 1000.0
+        self._xyz = {r.id: (r.x, r.y, r.z) for r in frame.itertuples()}
+        self._bounds = None
+        m = config.margin_km
+        xlim = (frame["x"].min() - m, frame["x"].max() + m)
+        ylim = (frame["y"].min() - m, frame["y"].max() + m)
+        self._tables = None
+        self._table: TravelTimeTable | None = None
+        if config.layers:
+            self._tables = tempfile.TemporaryDirectory(prefix="eqt-monitor-tt-")
+            path = Path(self._tables.name) / "model.bin"
+            diagonal = math.hypot(xlim[1] - xlim[0], ylim[1] - ylim[0])
+            zdist = config.zlim[1] + max(0.0, frame["elevation"].max() / 1000) + 5.0
+            self._table = TravelTimeTable.build(config.layers, diagonal + 10.0, zdist, config.table_spacing_km)
+            self._table.write(path)
+            model = pyocto.VelocityModel1D(str(path), config.tolerance,
+                                           surface_p_velocity=config.layers[0].vp,
+                                           surface_s_velocity=config.layers[0].vs)
+        else:
+            model = pyocto.VelocityModel0D(config.vp, config.vs, config.tolerance)
+        self.max_travel_time = self._max_s_time(frame, xlim, ylim) + config.tolerance
+        self._bounds = ([xlim[0], ylim[0], config.zlim[0]], [xlim[1], ylim[1], config.zlim[1]])
+        self.octo = pyocto.OctoAssociator(
+            xlim, ylim, config.zlim, model, time_before=self.max_travel_time, crs=crs,
+            n_picks=config.n_picks, n_p_picks=config.n_p_picks, n_s_picks=config.n_s_picks,
+            n_p_and_s_picks=config.n_p_and_s_picks, pick_match_tolerance=config.pick_match_tolerance,
+            min_interevent_time=config.min_interevent_time, min_pick_fraction=config.min_pick_fraction,
+            n_threads=config.n_threads, min_node_size_location=config.min_node_size_location,
+        )
+        self.frame = frame
+        self._warned: set[str] = set()
+
+    def _max_s_time(self, frame: pd.DataFrame, xlim, ylim) -> float:
+        """Longest S travel time from any corner of the search volume to any station."""
+        corners = np.array([(x, y) for x in xlim for y in ylim])
+        dx = corners[:, None, 0] - frame["x"].to_numpy()[None, :]
+        dy = corners[:, None, 1] - frame["y"].to_numpy()[None, :]
+        horizontal = float(np.hypot(dx, dy).max())
+        depth = self.config.zlim[1] + max(0.0, frame["elevation"].max() / 1000)
+        if self.config.layers:
+            return float(layered_travel_times(self.config.layers, "S", np.array([horizontal]), np.array([depth]))[0, 0])
+        return math.hypot(horizontal, depth) / self.config.vs
+
+    def travel_times(self, picks: list[Pick], x: float, y: float, z: float) -> np.ndarray:
+        """Predicted travel times (s) of ``picks`` from a source at ``(x, y)`` km and depth ``z`` km."""
+        sx, sy, sz = (np.array([self._xyz[p.station.id][i] for p in picks]) for i in range(3))
+        is_p = np.array([p.phase == "P" for p in picks])
+        if not self.config.layers:
+            r = np.sqrt((sx - x) ** 2 + (sy - y) ** 2 + (sz - z) ** 2)
+            return r / np.where(is_p, self.config.vp, self.config.vs)
+        # the table starts at the top of the model; the path above it is vertical at the top layer's speed
+        top = self.config.layers[0]
+        offsets = np.hypot(sx - x, sy - y)
+        depth = np.full(len(picks), max(z - top.top_km, 0.0))
+        above = np.maximum(top.top_km - sz, 0.0) / np.where(is_p, top.vp, top.vs)
+        return self._table.lookup(is_p, offsets, depth) + above
+
+    def _locate(self, picks: list[Pick], start: tuple[float, float, float, float]) -> tuple[Event, np.ndarray] | None:
+        """Refine a preliminary origin ``(x, y, z, t)`` by robust least squares, dropping outlying arrivals.
+
+        Returns the event and its ``(x, y, z, t)``, or None when fewer picks than the configured
+        minimums survive.
+        """
+        cfg = self.config
+        if not self._enough(picks):
+            return None
+        observed = np.array([p.time for p in picks])
+        t_ref = float(np.min(observed))
+        lower = np.array(self._bounds[0] + [-np.inf])
+        upper = np.array(self._bounds[1] + [np.inf])
+        # PyOcto's node plus the same epicentre at a few depths: its depth can sit in a local minimum
+        starts = [np.array([start[0], start[1], z, start[3] - t_ref])
+                  for z in (start[2], *np.linspace(cfg.zlim[0], cfg.zlim[1], 5)[1:-1])]
+        fit = None
+        while True:
+            def residuals(m: np.ndarray) -> np.ndarray:
+                return observed - t_ref - m[3] - self.travel_times(picks, m[0], m[1], m[2])
+
+            fits = [least_squares(residuals, np.clip(x0, lower, upper), bounds=(lower, upper), loss="soft_l1",
+                                  f_scale=cfg.max_residual / 3, x_scale=[1.0, 1.0, 1.0, 0.2])
+                    for x0 in (starts if fit is None else [fit.x])]
+            fit = min(fits, key=lambda f: f.cost)
+            res = residuals(fit.x)
+            worst = int(np.argmax(np.abs(res)))
+            if abs(res[worst]) <= cfg.max_residual:
+                break
+            picks = picks[:worst] + picks[worst + 1:]
+            observed = np.delete(observed, worst)
+            if not self._enough(picks):
+                return None
+        if not self._enough(picks):
+            return None
+        lat, lon = self._to_km.transform(fit.x[0], fit.x[1], direction="INVERSE")
+        arrivals = []
+        for pick, r in zip(picks, res):
+            slat, slon, _ = self.coordinates[pick.station.id]
+            dist_m, az, _ = gps2dist_azimuth(lat, lon, slat, slon)
+            arrivals.append(Arrival(pick, float(r), dist_m / 1000.0, az))
+        arrivals.sort(key=lambda a: (a.pick.time, a.pick.station, a.pick.phase))
+        rms = float(np.sqrt(np.mean(res**2)))
+        origin = Origin(t_ref + float(fit.x[3]), float(lat), float(lon), float(fit.x[2]), rms, self.config.describe())
+        return Event(origin, tuple(arrivals)), np.array([*fit.x[:3], origin.time])
+
+    def _enough(self, picks: list[Pick]) -> bool:
+        """Whether ``picks`` still meet the configured minimum pick counts."""
+        cfg = self.config
+        p = {x.station for x in picks if x.phase == "P"}
+        s = {x.station for x in picks if x.phase == "S"}
+        return (len(picks) >= cfg.n_picks and len(p) >= cfg.n_p_picks and len(s) >= cfg.n_s_picks
+                and len(p & s) >= cfg.n_p_and_s_picks)
+
+    def run(self, picks: list[Pick], between: tuple[float, float] = (-math.inf, math.inf)) -> list[Event]:
+        """Associate and locate ``picks``; events sorted by origin time.
+
+        Only PyOcto events whose preliminary time is within ``between`` (widened by the tolerance
+        and the outlier limit) are located: the live associator needs no others.
+        """
+        usable = []
+        for p in picks:
+            if p.station.id in self.coordinates:
+                usable.append(p)
+            elif p.station.id not in self._warned:
+                self._warned.add(p.station.id)
+                log.warning("no coordinates for station %s: its picks are not associated", p.station.id)
+        if not usable:
+            return []
+        table = pd.DataFrame({"station": [p.station.id for p in usable], "time": [p.time for p in usable],
+                              "phase": [p.phase for p in usable]})
+        events, assignments = self.octo.associate(table, self.frame)
+        if len(events) == 0:
+            return []
+        times = np.array([p.time for p in usable])  # sorted: callers pass picks by time
+        claimed: set[int] = set()
+        out = []
+        slack = self.config.tolerance + self.config.max_residual
+        for row in events.sort_values("time").itertuples():
+            if not between[0] - slack <= row.time < between[1] + slack:
+                continue
+            members = [int(i) for i in assignments.loc[assignments["event_idx"] == row.idx, "pick_idx"]
+                       if int(i) not in claimed]
+            located = self._locate([usable[i] for i in members], (row.x, row.y, row.z, row.time))
+            if located is None:
+                continue
+            # take in the unclaimed picks that fit the refined origin (PyOcto misses some when events
+            # overlap in time), then locate again with them
+            chosen: list[int] = []
+            for _ in range(3):
+                m = located[1]
+                lo, hi = np.searchsorted(times, [m[3] - self.config.max_residual, m[3] + self.max_travel_time])
+                again = self._best_per_phase(usable, [i for i in range(lo, hi) if i not in claimed], m)
+                if again == chosen:
+                    break
+                chosen = again
+                located = self._locate([usable[i] for i in chosen], tuple(m))
+                if located is None:
+                    break
+            if located is None:
+                continue
+            event = located[0]
+            claimed.update(i for i in chosen if usable[i] in {a.pick for a in event.arrivals})
+            out.append(event)
+        out.sort(key=lambda e: e.origin.time)
+        return out
+
+    def _best_per_phase(self, picks: list[Pick], candidates: list[int], m: np.ndarray) -> list[int]:
+        """Of ``candidates``, per station and phase the pick closest to the time predicted by origin ``m``.
+
+        Only picks within ``max_residual`` of the prediction are kept.
+        """
+        if not candidates:
+            return []
+        predicted = m[3] + self.travel_times([picks[i] for i in candidates], m[0], m[1], m[2])
+        best: dict[tuple[str, str], tuple[float, int]] = {}
+        for i, t in zip(candidates, predicted):
+            miss = abs(picks[i].time - t)
+            slot = (picks[i].station.id, picks[i].phase)
+            if miss <= self.config.max_residual and miss < best.get(slot, (math.inf, -1))[0]:
+                best[slot] = (miss, i)
+        return sorted(i for _, i in best.values())
+
+
+def associate(picks: Iterable[Pick], stations: Coordinates, config: AssociatorConfig = AssociatorConfig()) -> list[Event]:
+    """Associate and locate all ``picks`` of a bounded span at once (replay)."""
+    return _Octo(stations, config).run(_unique(picks))
+
+
+def _pick_key(p: Pick) -> tuple[str, str, int]:
+    return p.station.id, p.phase, int(round(p.time * 100))
+
+
+def _unique(picks: Iterable[Pick]) -> list[Pick]:
+    seen: dict[tuple[str, str, int], Pick] = {}
+    for p in picks:
+        seen.setdefault(_pick_key(p), p)
+    return sorted(seen.values(), key=lambda p: (p.time, p.station, p.phase))
+
+
+class Associator:
+    """Live association over sliding slices; feed picks, then :meth:`advance` as data completes.
+
+    With a ``catalog``, committed events and the horizon are stored together (picks must be stored
+    in the catalog before they are fed), and a new ``Associator`` on the same catalog resumes where
+    the last one stopped: it reloads the unassociated picks it still needs from the catalog.
+    """
+
+    def __init__(self, stations: Coordinates, config: AssociatorConfig = AssociatorConfig(),
+                 catalog: Catalog | None = None):
+        self._octo = _Octo(stations, config)
+        self.catalog = catalog
+        self._pending: dict[tuple[str, str, int], Pick] = {}
+        self.horizon = -math.inf  # events with origin time before this are settled
+        if catalog is not None:
+            saved = catalog.get_state(HORIZON_KEY)
+            if saved is not None:
+                self.horizon = float(saved)
+                used = catalog.associated_pick_ids(start=self.horizon - self.max_travel_time)
+                self.feed(p for pid, p in catalog.picks_with_ids(start=self.horizon - self.max_travel_time)
+                          if pid not in used)
+
+    @property
+    def max_travel_time(self) -> float:
+        """Longest travel time (s, S wave plus tolerance) in the search volume: the slice overlap."""
+        return self._octo.max_travel_time
+
+    def feed(self, picks: Iterable[Pick]) -> None:
+        """Add picks (any order, repeats ignored); picks older than the settled horizon are dropped."""
+        floor = self.horizon - self.max_travel_time
+        for p in picks:
+            if p.time >= floor:
+                self._pending.setdefault(_pick_key(p), p)
+
+    def advance(self, complete_until: float) -> list[Event]:
+        """Commit the events settled now that every pick before ``complete_until`` has been fed."""
+        return self._commit(complete_until - self.max_travel_time)
+
+    def flush(self) -> list[Event]:
+        """Commit every remaining event (the data has ended)."""
+        return self._commit(math.inf)
+
+    def _commit(self, new_horizon: float) -> list[Event]:
+        if new_horizon <= self.horizon or not self._pending:
+            self._set_horizon(new_horizon)
+            return []
+        found = self._octo.run(sorted(self._pending.values(), key=lambda p: (p.time, p.station, p.phase)),
+                               between=(self.horizon, new_horizon))
+        settled = [e for e in found if self.horizon <= e.origin.time < new_horizon]
+        if self.catalog is not None:
+            state = {HORIZON_KEY: repr(new_horizon)} if math.isfinite(new_horizon) else {}
+            committed = self.catalog.add_events(settled, state=state)
+        else:
+            committed = settled
+        for event in settled:
+            for a in event.arrivals:
+                self._pending.pop(_pick_key(a.pick), None)
+        self.horizon = max(self.horizon, new_horizon)
+        floor = self.horizon - self.max_travel_time
+        self._pending = {k: p for k, p in self._pending.items() if p.time >= floor}
+        return committed
+
+    def _set_horizon(self, new_horizon: float) -> None:
+        if new_horizon > self.horizon and math.isfinite(new_horizon):
+            self.horizon = new_horizon
+            if self.catalog is not None:
+                self.catalog.set_state(HORIZON_KEY, repr(new_horizon))
