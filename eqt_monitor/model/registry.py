@@ -168,6 +168,8 @@ def pull(name: str, cache: str | Path | None = None, url: str | None = None) -> 
                 _store(_read_chunks(response), target, weight_set, candidate)
             log.info("downloaded %s weights from %s to %s", name, candidate, target)
             return target
+        except urllib.error.HTTPError as exc:
+            errors.append(f"{candidate}: HTTP {exc.code} {exc.reason}")
         except (urllib.error.URLError, OSError) as exc:
             errors.append(f"{candidate}: {getattr(exc, 'reason', exc)}")
     raise WeightsError(f"cannot download {name!r} weights: {'; '.join(errors)}")
