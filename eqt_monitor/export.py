@@ -1,0 +1,210 @@
+"""Catalog export: QuakeML 1.2 (through ``obspy.core.event``), an events CSV, EQTransformer's picks CSV.
+
+Every output is a function of the catalog's content only (no clock, no random ids), so exporting
+an unchanged catalog again gives a byte-identical file.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from obspy import UTCDateTime
+from obspy.core import event as qml
+
+from .catalog import ID_PREFIX, Catalog, Event
+from .types import Pick, StationKey
+
+NAMESPACE = "https://github.com/eqt-monitor/eqt-monitor/xmlns/1.0"  # our QuakeML extras (pick probability, snr)
+AGENCY = "eqt-monitor"
+KM_PER_DEGREE = 111.19492664455873  # great-circle km per degree on ObsPy's 6371 km sphere
+LOCATOR_ID = f"{ID_PREFIX}/method/pyocto-least-squares"
+
+EQT_CSV_COLUMNS = [  # EQTransformer's X_prediction_results.csv (mseed_predictor)
+    "file_name", "network", "station", "instrument_type", "station_lat", "station_lon", "station_elv",
+    "event_start_time", "event_end_time", "detection_probability", "detection_uncertainty",
+    "p_arrival_time", "p_probability", "p_uncertainty", "p_snr",
+    "s_arrival_time", "s_probability", "s_uncertainty", "s_snr",
+]
+EVENT_CSV_COLUMNS = [
+    "event_id", "origin_time", "latitude", "longitude", "depth_km", "rms_s", "arrivals", "stations",
+    "ml", "ml_uncertainty", "ml_stations", "ml_reason",
+]
+FORMATS = ("quakeml", "csv", "eqt-csv")
+
+
+def _authors(catalog: Catalog, events: list[Event]) -> dict[str, str]:
+    """``pick id -> "model weights_sha256"`` for every arrival of ``events``."""
+    sources = catalog.pick_sources(a.pick_id for e in events for a in e.arrivals)
+    return {pid: f"{model} {sha}" for pid, (model, sha) in sources.items()}
+
+
+def _waveform_id(station: StationKey) -> qml.WaveformStreamID:
+    # EqT reads all three components: the channel is the band and instrument code with a wildcard
+    return qml.WaveformStreamID(station.network, station.station, station.location, f"{station.channel_prefix}?")
+
+
+def _extra(**values) -> dict:
+    return {k: {"value": v, "namespace": NAMESPACE} for k, v in values.items() if v is not None}
+
+
+def to_obspy(catalog: Catalog, start: float | None = None, end: float | None = None,
+             agency: str = AGENCY) -> qml.Catalog:
+    """The events with origin time in ``[start, end)`` as an ObsPy ``Catalog`` (QuakeML 1.2 content)."""
+    events = catalog.events(start, end)
+    authors = _authors(catalog, events)
+    span = f"{start if start is not None else ''}-{end if end is not None else ''}"
+    digest = hashlib.sha256("|".join([span] + [e.id for e in events]).encode()).hexdigest()[:20]
+    out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"),
+                      description=f"eqt-monitor catalog {span}")
+    out.creation_info = qml.CreationInfo(agency_id=agency)
+    for event in events:
+        out.events.append(_event(event, authors, agency))
+    return out
+
+
+def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
+    author = " / ".join(sorted({authors[a.pick_id] for a in event.arrivals}))
+    info = qml.CreationInfo(agency_id=agency, author=author)
+    o = event.origin
+    origin_id = event.id.replace("/event/", "/origin/")
+    picks, arrivals = [], []
+    for i, a in enumerate(event.arrivals):
+        p = a.pick
+        pick = qml.Pick(resource_id=qml.ResourceIdentifier(a.pick_id), time=UTCDateTime(p.time),
+                        waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
+                        method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{authors[a.pick_id].split()[0]}"),
+                        creation_info=qml.CreationInfo(agency_id=agency, author=authors[a.pick_id]))
+        pick.extra = _extra(probability=round(p.probability, 4),
+                            snr_db=None if p.snr is None else round(p.snr, 2),
+                            amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
+        picks.append(pick)
+        arrivals.append(qml.Arrival(
+            resource_id=qml.ResourceIdentifier(f"{origin_id}/arrival/{i}"), pick_id=pick.resource_id,
+            phase=p.phase, time_residual=round(a.residual, 4), distance=round(a.distance_km / KM_PER_DEGREE, 6),
+            azimuth=None if a.azimuth is None else round(a.azimuth, 2)))
+    stations = {a.pick.station for a in event.arrivals}
+    origin = qml.Origin(
+        resource_id=qml.ResourceIdentifier(origin_id), time=UTCDateTime(o.time), latitude=round(o.latitude, 5),
+        longitude=round(o.longitude, 5), depth=round(o.depth_km * 1000.0, 1), depth_type="from location",
+        method_id=qml.ResourceIdentifier(LOCATOR_ID), evaluation_mode="automatic", arrivals=arrivals,
+        quality=qml.OriginQuality(standard_error=None if o.rms is None else round(o.rms, 4),
+                                  used_phase_count=len(arrivals), associated_phase_count=len(arrivals),
+                                  used_station_count=len(stations), associated_station_count=len(stations)),
+        comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
+        creation_info=info)
+    out = qml.Event(resource_id=qml.ResourceIdentifier(event.id), event_type="earthquake",
+                    event_type_certainty="suspected", picks=picks, origins=[origin], creation_info=info)
+    out.preferred_origin_id = origin.resource_id
+    m = event.magnitude
+    if m is not None and m.value is not None:
+        mag_id = f"{ID_PREFIX}/magnitude/{event.short_id}/{m.type}"
+        contributions = []
+        for s in m.station_magnitudes:
+            base = f"{mag_id}/{s.station.id}"
+            amp = qml.Amplitude(resource_id=qml.ResourceIdentifier(f"{base}/amplitude"),
+                                generic_amplitude=s.amplitude_m, type="AML", unit="m", magnitude_hint=m.type,
+                                waveform_id=_waveform_id(s.station), evaluation_mode="automatic")
+            smag = qml.StationMagnitude(resource_id=qml.ResourceIdentifier(base), origin_id=origin.resource_id,
+                                        mag=round(s.value, 3), station_magnitude_type=m.type,
+                                        amplitude_id=amp.resource_id, waveform_id=_waveform_id(s.station),
+                                        method_id=qml.ResourceIdentifier(m.method))
+            out.amplitudes.append(amp)
+            out.station_magnitudes.append(smag)
+            contributions.append(qml.StationMagnitudeContribution(station_magnitude_id=smag.resource_id, weight=1.0))
+        mag = qml.Magnitude(resource_id=qml.ResourceIdentifier(mag_id), mag=round(m.value, 3),
+                            mag_errors=qml.QuantityError(None if m.uncertainty is None else round(m.uncertainty, 3)),
+                            magnitude_type=m.type, origin_id=origin.resource_id,
+                            method_id=qml.ResourceIdentifier(m.method), station_count=m.station_count,
+                            station_magnitude_contributions=contributions, evaluation_mode="automatic",
+                            creation_info=qml.CreationInfo(agency_id=agency))
+        out.magnitudes.append(mag)
+        out.preferred_magnitude_id = mag.resource_id
+    elif m is not None:
+        out.comments.append(qml.Comment(resource_id=qml.ResourceIdentifier(f"{event.id}/comment/magnitude"),
+                                        text=f"no {m.type}: {m.reason}"))
+    return out
+
+
+def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None,
+                   agency: str = AGENCY) -> int:
+    """Write the span's events as QuakeML 1.2; returns the number of events."""
+    cat = to_obspy(catalog, start, end, agency)
+    cat.write(str(path), format="QUAKEML", nsmap={"eqtm": NAMESPACE})
+    return len(cat)
+
+
+def _iso(t: float | None) -> str:
+    return "" if t is None else UTCDateTime(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_events_csv(catalog: Catalog, path: str | Path, *, start: float | None = None,
+                     end: float | None = None) -> int:
+    """One row per event (origin and ML); returns the number of rows."""
+    events = catalog.events(start, end)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(EVENT_CSV_COLUMNS)
+        for e in events:
+            o, m = e.origin, e.magnitude
+            w.writerow([e.id, _iso(o.time), f"{o.latitude:.5f}", f"{o.longitude:.5f}", f"{o.depth_km:.2f}",
+                        _num(o.rms, 3), len(e.arrivals), len({a.pick.station for a in e.arrivals}),
+                        _num(m.value if m else None, 2), _num(m.uncertainty if m else None, 2),
+                        m.station_count if m else "", (m.reason or "") if m else ""])
+    return len(events)
+
+
+def _eqt_time(t: float | None) -> str:
+    # EQTransformer writes Python datetimes with str(): "2020-10-01 00:00:47.610000"
+    return "" if t is None else str(datetime.fromtimestamp(round(t, 6), tz=timezone.utc).replace(tzinfo=None))
+
+
+def _best(picks: Iterable[Pick], phase: str, lo: float, hi: float) -> Pick | None:
+    inside = [p for p in picks if p.phase == phase and lo <= p.time <= hi]
+    return max(inside, key=lambda p: (p.probability, -p.time), default=None)
+
+
+def write_eqt_csv(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None) -> int:
+    """Detections with their P and S picks in EQTransformer's ``X_prediction_results.csv`` columns.
+
+    A detection's P is the most probable P pick from 1 s before its start to its end, its S the
+    most probable S pick within it (EqT's picker allows P slightly ahead of the detection onset).
+    Uncertainties stay empty (no Monte-Carlo dropout). Returns the number of rows.
+    """
+    detections = catalog.detections(start, end)
+    coords = catalog.stations()
+    by_station: dict[str, list[Pick]] = {}
+    if detections:
+        lo = min(d.start for d in detections) - 1.0
+        hi = max(d.end for d in detections) + 1e-6
+        for p in catalog.picks(lo, hi):
+            by_station.setdefault(p.station.id, []).append(p)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(EQT_CSV_COLUMNS)
+        for d in detections:
+            st = d.station
+            lat, lon, elev = coords.get(st.id, (None, None, None))
+            picks = by_station.get(st.id, [])
+            p = _best(picks, "P", d.start - 1.0, d.end)
+            s = _best(picks, "S", d.start, d.end)
+            w.writerow([st.id, st.network, st.station, st.channel_prefix, _num(lat, 5), _num(lon, 5), _num(elev, 1),
+                        _eqt_time(d.start), _eqt_time(d.end), f"{d.probability:.2f}", "",
+                        _eqt_time(p.time if p else None), _num(p.probability if p else None, 2), "",
+                        _num(p.snr if p else None, 1),
+                        _eqt_time(s.time if s else None), _num(s.probability if s else None, 2), "",
+                        _num(s.snr if s else None, 1)])
+    return len(detections)
+
+
+def export(catalog: Catalog, fmt: str, path: str | Path, *, start: float | None = None,
+           end: float | None = None) -> int:
+    """Write ``fmt`` (one of :data:`FORMATS`) to ``path``; returns the number of events or rows."""
+    writers = {"quakeml": export_quakeml, "csv": write_events_csv, "eqt-csv": write_eqt_csv}
+    return writers[fmt](catalog, path, start=start, end=end)
