@@ -1,0 +1,66 @@
+"""``eqt-monitor plot``: one event's waveforms, picks and the model's D/P/S traces, as a PNG."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import UserError
+from .export import open_existing
+
+NAME = "plot"
+HELP = "draw an event's stations (nearest first) with picks and the model's D/P/S probabilities under them"
+
+log = logging.getLogger(__name__)
+CONTEXT_S = 60.0  # data read beyond the plotted span so full model windows cover it
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``plot`` (DESIGN.md §3, plus where to re-read data and which model to re-run)."""
+    parser.add_argument("event_id", metavar="EVENT_ID", help="event resource id, or the hash at its end")
+    parser.add_argument("--db", type=Path, required=True, help="SQLite catalog")
+    parser.add_argument("--out", type=Path, required=True, help="output PNG")
+    parser.add_argument("--source", help="waveform source URI (default: the source of the catalog's last run)")
+    parser.add_argument("--model", help="model to re-run (default: the last run's)")
+    parser.add_argument("--weights", type=Path, help="weights file (default: the model's published weights)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), help="Keras backend")
+    parser.add_argument("--before", type=float, default=5.0, help="seconds before the origin (default 5)")
+    parser.add_argument("--after", type=float, default=40.0, help="seconds after the origin (default 40)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch the waveforms, re-run the model around the event, draw."""
+    from ..model.backend import configure
+
+    configure(args.backend)
+    from ..model.load import load_model
+    from ..plot import model_probabilities, plot_event
+    from ..sources.base import open_source
+    from ..stream import EngineConfig
+
+    with open_existing(args.db) as catalog:
+        event = catalog.event(args.event_id)
+        last = catalog.last_run()
+    uris = [args.source] if args.source else (last.source.split(",") if last else [])
+    if not uris:
+        raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
+    name = args.model or (last.model if last else "original")
+    loaded = load_model(name, args.weights)
+    if last and not args.weights and loaded.weights_sha256 != last.weights_sha256:
+        log.warning("the picks were made with weights %s, re-running with %s", last.weights_sha256, loaded.weights_sha256)
+    stations = sorted({a.pick.station for a in event.arrivals})
+    t0 = event.origin.time
+    start, end = t0 - args.before - CONTEXT_S, t0 + args.after + CONTEXT_S
+    stream = None
+    for uri in uris:
+        source = open_source(uri)
+        try:
+            got = source.get_waveforms(stations, start, end)
+        finally:
+            source.close()
+        stream = got if stream is None else stream + got
+    step = int(last.settings.get("step", 3000)) if last else 3000
+    probabilities = model_probabilities(stream, stations, loaded.predict, EngineConfig(step=step))
+    out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after)
+    print(f"wrote {out} ({len(stations)} stations)")
+    return 0

@@ -1,0 +1,135 @@
+"""The event plot: each station's three components around an event, nearest first, with the picks
+and the model's detection / P / S probability traces under them.
+
+:func:`model_probabilities` re-runs the model over the waveforms with the same streaming
+``Engine`` the daemon uses (so the traces are the ones the picks came from); :func:`plot_event`
+only draws, from an ObsPy ``Stream`` and ``ProbabilitySegment``s.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from obspy import Stream, UTCDateTime  # noqa: E402
+
+from .catalog import Event  # noqa: E402
+from .types import ProbabilitySegment, StationKey  # noqa: E402
+
+COMPONENT_COLOURS = {"E": "0.55", "N": "0.35", "Z": "k"}
+PHASE_COLOURS = {"P": "tab:blue", "S": "tab:red"}
+PROBABILITY_COLOURS = {"detection": "tab:green", "p": "tab:blue", "s": "tab:red"}
+
+
+def model_probabilities(stream: Stream, stations: Sequence[StationKey], predict_fn: Callable[[np.ndarray], np.ndarray],
+                        engine_config=None) -> dict[StationKey, ProbabilitySegment]:
+    """Run the streaming engine over ``stream`` and join each station's stacked D/P/S output into one segment.
+
+    Samples no window covered (gaps) are NaN.
+    """
+    from .buffer import StationBuffer
+    from .sources.base import select
+    from .stream import Engine
+
+    engine = Engine(predict_fn, engine_config)
+    for key in stations:
+        buffer = StationBuffer(key)
+        for trace in select(stream, [key]):
+            buffer.add(trace)
+        for segment in buffer.pop_ready() + buffer.close():
+            engine.feed(segment)
+    pieces: dict[StationKey, list[ProbabilitySegment]] = {}
+    for seg in engine.process(flush=True).probabilities:
+        pieces.setdefault(seg.station, []).append(seg)
+    return {key: _join(segs) for key, segs in pieces.items()}
+
+
+def _join(segments: list[ProbabilitySegment]) -> ProbabilitySegment:
+    rate = segments[0].sampling_rate
+    start = min(s.start for s in segments)
+    n = int(round((max(s.end for s in segments) - start) * rate)) + 1
+    arrays = {name: np.full(n, np.nan, np.float32) for name in PROBABILITY_COLOURS}
+    for s in segments:
+        i = int(round((s.start - start) * rate))
+        for name in arrays:
+            values = getattr(s, name)
+            arrays[name][i:i + len(values)] = values
+    return ProbabilitySegment(segments[0].station, start, arrays["detection"], arrays["p"], arrays["s"], rate)
+
+
+def plot_event(event: Event, stream: Stream, probabilities: Mapping[StationKey, ProbabilitySegment],
+               out: str | Path, *, distances: Mapping[StationKey, float] | None = None,
+               before: float = 5.0, after: float = 40.0, max_stations: int = 12) -> Path:
+    """Draw ``event`` to ``out`` (PNG): up to ``max_stations`` stations by epicentral distance.
+
+    ``distances`` (km) defaults to the arrivals' distances; time is in seconds after the origin.
+    """
+    if distances is None:
+        distances = {a.pick.station: a.distance_km for a in event.arrivals}
+    t0 = event.origin.time
+    stations = stations_by_distance(distances, stream, probabilities)[:max_stations]
+    if not stations:
+        raise ValueError("no waveforms or probabilities for any station of the event")
+    fig, axes = plt.subplots(2 * len(stations), 1, sharex=True, figsize=(10, 1.9 * len(stations) + 1),
+                             gridspec_kw={"height_ratios": [2, 1] * len(stations)}, squeeze=False)
+    axes = axes[:, 0]
+    for i, key in enumerate(stations):
+        wave_ax, prob_ax = axes[2 * i], axes[2 * i + 1]
+        _draw_waveforms(wave_ax, _traces(stream, key), t0, before, after)
+        wave_ax.set_ylabel(f"{key.network}.{key.station}\n{distances[key]:.1f} km", fontsize=8)
+        seg = probabilities.get(key)
+        if seg is not None:
+            t = seg.start - t0 + np.arange(len(seg.detection)) / seg.sampling_rate
+            for name, colour in PROBABILITY_COLOURS.items():
+                prob_ax.plot(t, getattr(seg, name), color=colour, lw=0.8, label=name[0].upper())
+        prob_ax.set_ylim(-0.05, 1.05)
+        prob_ax.set_yticks([0, 1])
+        for a in event.arrivals:
+            if a.pick.station == key:
+                for ax in (wave_ax, prob_ax):
+                    ax.axvline(a.pick.time - t0, color=PHASE_COLOURS.get(a.pick.phase, "k"), lw=1.0, ls="--")
+    axes[1].legend(loc="upper right", fontsize=7, ncol=3, frameon=False)
+    axes[-1].set_xlim(-before, after)
+    axes[-1].set_xlabel(f"seconds after {UTCDateTime(t0).strftime('%Y-%m-%dT%H:%M:%S.%f')[:-4]}Z")
+    o, m = event.origin, event.magnitude
+    ml = f"ML {m.value:.1f}" if m is not None and m.value is not None else "no ML"
+    fig.suptitle(f"{event.short_id}: {o.latitude:.3f}, {o.longitude:.3f}, {o.depth_km:.1f} km, {ml}, "
+                 f"{len(event.arrivals)} arrivals (dashed: P blue, S red)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def stations_by_distance(distances: Mapping[StationKey, float], stream: Stream,
+                         probabilities: Mapping[StationKey, ProbabilitySegment]) -> list[StationKey]:
+    """The stations with waveforms or probabilities, nearest first (ties by key)."""
+    return [k for k in sorted(distances, key=lambda k: (distances[k], k))
+            if _traces(stream, k) or k in probabilities]
+
+
+def _traces(stream: Stream, key: StationKey) -> Stream:
+    return stream.select(network=key.network, station=key.station, location=key.location,
+                         channel=f"{key.channel_prefix or '*'}?")
+
+
+def _draw_waveforms(ax, traces: Stream, t0: float, before: float, after: float) -> None:
+    """Each component demeaned, scaled by the station's peak in the view, stacked E, N, Z."""
+    view = traces.slice(UTCDateTime(t0 - before), UTCDateTime(t0 + after))
+    peak = max((float(np.nanmax(np.abs(tr.data - np.mean(tr.data)))) for tr in view if tr.stats.npts), default=0.0)
+    for tr in view:
+        if not tr.stats.npts:
+            continue
+        comp = {"1": "N", "2": "E"}.get(tr.stats.channel[-1], tr.stats.channel[-1])
+        offset = {"E": 2.0, "N": 1.0}.get(comp, 0.0)
+        t = tr.stats.starttime.timestamp - t0 + np.arange(tr.stats.npts) / tr.stats.sampling_rate
+        y = (tr.data - np.mean(tr.data)) / (2.2 * peak if peak > 0 else 1.0)
+        ax.plot(t, y + offset, color=COMPONENT_COLOURS.get(comp, "k"), lw=0.5)
+    ax.set_yticks([0, 1, 2])
+    ax.set_yticklabels(["Z", "N", "E"], fontsize=7)
+    ax.set_ylim(-0.7, 2.7)
