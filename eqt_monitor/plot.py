@@ -119,8 +119,11 @@ def _traces(stream: Stream, key: StationKey) -> Stream:
 
 
 def _draw_waveforms(ax, traces: Stream, t0: float, before: float, after: float) -> None:
-    """Each component demeaned, scaled by the station's peak in the view, stacked E, N, Z."""
-    view = traces.slice(UTCDateTime(t0 - before), UTCDateTime(t0 + after))
+    """Each component band-passed 1-45 Hz (as the model sees it), scaled by the station's peak, stacked E, N, Z."""
+    view = traces.slice(UTCDateTime(t0 - before - 10), UTCDateTime(t0 + after + 10)).copy()
+    view.detrend("demean")
+    view.filter("bandpass", freqmin=1.0, freqmax=45.0)
+    view = view.slice(UTCDateTime(t0 - before), UTCDateTime(t0 + after))
     peak = max((float(np.nanmax(np.abs(tr.data - np.mean(tr.data)))) for tr in view if tr.stats.npts), default=0.0)
     for tr in view:
         if not tr.stats.npts:
