@@ -128,9 +128,12 @@ def _phase_pick(trace: np.ndarray, sample: int, data: np.ndarray | None, window:
 
 
 def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfig,
-                data: np.ndarray | None = None) -> list[EventPicks]:
+                data: np.ndarray | None = None, p_after: int = -1) -> list[EventPicks]:
     """Every detection on the traces ``d``, ``p``, ``s`` (1-D, same length) with its P and S pick,
-    in time order; with raw ``data`` ``(n, 3)`` aligned to them, picks carry SNR and amplitude."""
+    in time order; with raw ``data`` ``(n, 3)`` aligned to them, picks carry SNR and amplitude.
+
+    A P peak serves one detection only: each detection's P comes after ``p_after`` and after
+    the P of the detection before it (the 1 s lead before a detection can reach back to it)."""
     starts, ends = detection_runs(d, config.detection_threshold, config.min_detection_samples,
                                   config.max_detection_samples)
     p_peaks = find_peaks(p, config.p_threshold)
@@ -140,8 +143,11 @@ def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfi
         inside = s_peaks[np.searchsorted(s_peaks, start, side="right"):np.searchsorted(s_peaks, end, side="left")]
         s_sample = int(inside[0]) if inside.size else None
         p_end = s_sample - S_GAP if s_sample is not None else end
-        candidates = p_peaks[np.searchsorted(p_peaks, start - P_LEAD, side="right"):np.searchsorted(p_peaks, p_end, side="left")]
+        lo = max(start - P_LEAD, p_after)
+        candidates = p_peaks[np.searchsorted(p_peaks, lo, side="right"):np.searchsorted(p_peaks, p_end, side="left")]
         p_sample = int(candidates[np.argmax(p[candidates])]) if candidates.size else None
+        if p_sample is not None:
+            p_after = max(p_after, p_sample)
         events.append(EventPicks(
             start, end, float(np.mean(d[start:end + 1])),
             None if p_sample is None else _phase_pick(p, p_sample, data, config.snr_window),
@@ -178,6 +184,7 @@ class IncrementalPicker:
         self._probs = np.empty((0, 3), dtype=np.float32)
         self._data = np.empty((0, 3), dtype=np.float32)
         self._done_until = -1  # stretch index of the last sample of the last run emitted or passed over
+        self._last_p = -1  # stretch index of the last P emitted (a P serves one detection)
 
     @property
     def held_samples(self) -> int:
@@ -193,7 +200,8 @@ class IncrementalPicker:
         d = self._probs[:, 0]
         held_end = self._first + len(d)
         complete, first_open = [], None
-        for event in pick_events(d, self._probs[:, 1], self._probs[:, 2], self.config, self._data):
+        p_after = max(-1, self._last_p - self._first)
+        for event in pick_events(d, self._probs[:, 1], self._probs[:, 2], self.config, self._data, p_after):
             event = event.shifted(self._first)
             if event.start <= self._done_until:  # a run already emitted, seen again (or its cut-off rest)
                 self._done_until = max(self._done_until, self._run_end(event.end))
@@ -203,6 +211,8 @@ class IncrementalPicker:
                 break
             complete.append(event)
             self._done_until = self._run_end(event.end)
+            if event.p is not None:
+                self._last_p = event.p.sample
         if not stretch_ended:
             self._trim(first_open if first_open is not None else self._trailing_run_start())
         return complete

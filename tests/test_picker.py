@@ -38,6 +38,18 @@ def test_earliest_s_and_strongest_p_before_it():
     assert result.p_picks[0].snr is None  # no data given
 
 
+def test_a_p_peak_serves_one_detection_only():
+    d, p, s = traces()
+    d[1000:1201] = 0.8
+    d[1250:1501] = 0.8  # starts within 1 s of the first detection's P
+    p += bump(6000, 1160, 0.9)
+    s += bump(6000, 1195, 0.5) + bump(6000, 1400, 0.5)
+    result = pick_window(d, p, s, **THRESHOLDS)
+    assert len(result.detections) == 2
+    assert [q.sample for q in result.p_picks] == [1160]
+    assert [q.sample for q in result.s_picks] == [1195, 1400]
+
+
 def test_p_window_starts_one_second_before_the_detection_exclusive():
     d, p, s = traces()
     d[1000:1500] = 0.8

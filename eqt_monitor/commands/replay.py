@@ -1,0 +1,82 @@
+"""``eqt-monitor replay``: the monitoring pipeline over an archived span, as fast as the machine allows."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+NAME = "replay"
+HELP = "run the pipeline over archived data (SDS, miniSEED files, FDSN) and write picks to the catalog"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``replay`` (DESIGN.md §3)."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", type=Path, help="stations.yaml")
+    which.add_argument("--inventory", type=Path, help="StationXML: every station and channel in it, with coordinates")
+    parser.add_argument("--source", help="source URI (sds:///…, file:///…, fdsn://host:port); overrides the config's")
+    parser.add_argument("--start", required=True, help="span start, UTC (e.g. 2014-05-01T00:00)")
+    parser.add_argument("--end", required=True, help="span end, UTC (exclusive)")
+    parser.add_argument("--model", help="model name (default: the config's, else original)")
+    parser.add_argument("--weights", type=Path, help="weights file (.h5 Keras 2 or .keras); default: the published ones")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), help="Keras backend (default: the config's)")
+    parser.add_argument("--db", type=Path, help="SQLite catalog (default: the config's catalog, else catalog.sqlite)")
+    parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
+    parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
+    parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
+    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _time(value: str, flag: str) -> float:
+    from obspy import UTCDateTime
+
+    try:
+        return UTCDateTime(value).timestamp
+    except Exception:
+        raise UserError(f"{flag}: not a UTC time: {value!r} (e.g. 2014-05-01T00:00)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load config and model, replay the span, print one summary line."""
+    from ..config import config_from_inventory, load_config
+
+    config = load_config(args.config) if args.config else config_from_inventory(args.inventory)
+    if args.inventory and not args.source:
+        raise UserError("--inventory needs --source URI (where the waveforms are)")
+    start, end = _time(args.start, "--start"), _time(args.end, "--end")
+
+    from ..model.backend import configure
+
+    configure(args.backend or config.model.backend)
+    from ..catalog import Catalog
+    from ..model.load import load_model
+    from ..replay import replay
+
+    name = args.model or config.model.name
+    weights = args.weights or (config.model.weights if name == config.model.name else None)
+    loaded = load_model(name, weights)
+    db = args.db or config.catalog
+    with Catalog(db) as catalog:
+        summary, picks, _ = replay(
+            config, start=start, end=end, predict_fn=loaded.predict, model_name=name,
+            weights_sha256=loaded.weights_sha256 or "random", source=args.source, catalog=catalog,
+            chunk_s=args.chunk, probabilities=args.probabilities, progress=not args.no_progress and sys.stderr.isatty(),
+        )
+        if args.picks_csv:
+            from ..export import write_eqt_csv
+
+            write_eqt_csv(catalog, args.picks_csv, start=start, end=end)
+        if args.quakeml:
+            from ..export import export_quakeml
+
+            export_quakeml(catalog, args.quakeml, start=start, end=end)
+    print(summary.line())
+    for key, (first, last) in sorted(summary.coverage.items()):
+        log.debug("%s: probabilities from %s to %s", key, first, last)
+    return 0
