@@ -83,14 +83,14 @@ def verify(path: str | Path, weight_set: WeightSet) -> str:
 
 def search_dirs() -> list[Path]:
     """Where published weights are looked for: ``$EQT_MONITOR_WEIGHTS`` (a directory), the cache,
-    then ``$EQT_SHARED/models``."""
+    then ``$EQT_SHARED/models`` (``EQT_SHARED`` defaults to ``../shared``, the project's data folder
+    beside a checkout, so the bundled example runs offline from the repository root)."""
     dirs = []
     env = os.environ.get("EQT_MONITOR_WEIGHTS")
     if env and Path(env).is_dir():
         dirs.append(Path(env))
     dirs.append(cache_dir())
-    if os.environ.get("EQT_SHARED"):
-        dirs.append(Path(os.environ["EQT_SHARED"]) / "models")
+    dirs.append(Path(os.environ.get("EQT_SHARED", "../shared")) / "models")
     return dirs
 
 
