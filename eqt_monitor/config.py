@@ -16,6 +16,7 @@ import yaml
 
 from .buffer import GapPolicy
 from .errors import ConfigError, UserError
+from .stream import MAX_STEP
 from .types import StationKey
 
 ARCHIVE_SCHEMES = ("sds", "file")
@@ -264,8 +265,8 @@ def load_config(path: str | Path) -> MonitorConfig:
     def model_error(yaml_key: str, message: str) -> ConfigError:
         return doc.error(model_items[yaml_key][1], f"model.{yaml_key}", message)
 
-    if not 0 < model.step <= 6000:
-        raise model_error("step", f"must be between 1 and 6000 samples, got {model.step}")
+    if not 0 < model.step <= MAX_STEP:
+        raise model_error("step", f"must be between 1 and {MAX_STEP} samples (larger steps leave samples no unblinded window covers), got {model.step}")
     if model.batch_size <= 0:
         raise model_error("batch_size", f"must be positive, got {model.batch_size}")
     for yaml_key, name in (("detection", "detection_threshold"), ("p", "p_threshold"), ("s", "s_threshold")):

@@ -51,7 +51,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     [
         ("    latitude: -21.0", "    latitude: north", 6, "stations[0].latitude"),
         ("    channels: HH?", "    channels: HHZ", 5, "stations[0].channels"),
-        ("  step: 1000", "  step: 9000", 10, "model.step"),
+        ("  step: 1000", "  step: 5001", 10, "model.step"),
         ("  name: original", "  name: original\n  colour: red", 10, "model.colour"),
         ("  step: 1000", "  step: 1000\n  p: 1.5", 11, "model.p"),
         ("    station: PB01\n", "", 3, "stations[0]"),
