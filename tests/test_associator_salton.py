@@ -1,0 +1,91 @@
+"""Real data end to end: replay the Salton Sea swarm, associate, locate, ML, export, plot.
+
+16 SCSN stations, 2020-10-01 00:00-00:03 UTC, during the Westmorland swarm (Brawley seismic zone;
+the swarm's M4.9 was reported about 4 km north-east of Westmorland, 33.04 N 115.62 W).
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from obspy import Stream, UTCDateTime, read, read_events, read_inventory
+from obspy.io.quakeml.core import _validate
+
+from eqt_monitor.associator import associate
+from eqt_monitor.catalog import Catalog
+from eqt_monitor.cli import main
+from eqt_monitor.export import export_quakeml
+from eqt_monitor.magnitude import local_magnitude
+
+START = UTCDateTime("2020-10-01T00:00:00").timestamp
+END = START + 180.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def salton(shared, original_weights, tmp_path_factory):
+    from eqt_monitor.config import config_from_inventory
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.replay import replay
+
+    folder = shared / "data" / "salton_sea_2020"
+    source = f"file://{folder}/mseed/*.mseed"
+    config = config_from_inventory(folder / "stations.xml", [source])
+    model = load_model("original", original_weights)
+    db = tmp_path_factory.mktemp("salton") / "catalog.sqlite"
+    catalog = Catalog(db)
+    replay(config, start=START, end=END, predict_fn=model.predict, model_name="original",
+           weights_sha256=model.weights_sha256, source=source, catalog=catalog, progress=False)
+    events = associate(catalog.picks(), catalog.stations())
+    catalog.add_events(events)
+    return folder, catalog, events
+
+
+def test_swarm_events_are_located_in_the_network_with_small_residuals(salton):
+    folder, catalog, events = salton
+    stations = catalog.stations()
+    assert len(stations) == 16
+    picks = catalog.picks()
+    assert len(picks) > 50
+    assert len(events) >= 3  # a swarm at its height: several located events in three minutes
+    lats = [v[0] for v in stations.values()]
+    lons = [v[1] for v in stations.values()]
+    for e in events:
+        o = e.origin
+        assert min(lats) - 0.1 <= o.latitude <= max(lats) + 0.1 and min(lons) - 0.1 <= o.longitude <= max(lons) + 0.1
+        assert o.rms < 0.35 and all(abs(a.residual) <= 0.5 for a in e.arrivals)
+    # most events fall in the swarm: within ~10 km of Westmorland
+    near = [e for e in events if abs(e.origin.latitude - 33.05) < 0.1 and abs(e.origin.longitude + 115.6) < 0.1]
+    assert len(near) >= len(events) - 1
+    assert len(catalog.events()) == len(events)
+    assert catalog.add_events(associate(picks, stations)) == []  # a re-run adds nothing
+
+
+def test_swarm_magnitudes_and_quakeml(salton, tmp_path):
+    folder, catalog, _ = salton
+    inventory = read_inventory(str(folder / "stations.xml"))
+    stream = Stream()
+    for path in sorted((folder / "mseed").glob("*.mseed")):
+        stream += read(str(path))
+    for event in catalog.events():
+        m = local_magnitude(event, stream, inventory)
+        catalog.set_magnitude(event.id, m)
+        if event.origin.time > START:  # the first may start before the data
+            assert m.value is not None and 0.5 < m.value < 5.0 and m.station_count >= 3
+    path = tmp_path / "salton.xml"
+    n = export_quakeml(catalog, path)
+    assert _validate(str(path)) is True
+    assert len(read_events(str(path))) == n == len(catalog.events())
+
+
+def test_plot_command_draws_a_real_event(salton, tmp_path, original_weights, capsys):
+    folder, catalog, _ = salton
+    event = max(catalog.events(), key=lambda e: len(e.arrivals))
+    out = tmp_path / "event.png"
+    assert main(["plot", event.short_id, "--db", str(catalog.path), "--out", str(out),
+                 "--weights", str(original_weights)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width == 1100 and height > 200 * len({a.pick.station for a in event.arrivals})
