@@ -31,3 +31,31 @@ def original_weights(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def conservative_weights(shared: Path) -> Path:
     return shared / "models" / "eqt_conservative.h5"
+
+
+CHILE_T0 = "2014-05-01T00:00:00"
+CHILE_CHANNELS = [f"CX.{sta}..HH{c}" for sta in ("PB01", "PB02") for c in "ENZ"]
+
+
+@pytest.fixture(scope="session")
+def sds(shared: Path) -> Path:
+    """The chile_2014 SDS archive (CX.PB01, CX.PB02, HH[ENZ], 2014-05-01 00:00-12:00)."""
+    return shared / "data" / "chile_2014" / "sds"
+
+
+@pytest.fixture(scope="session")
+def archive(sds: Path) -> dict:
+    """chile_2014's first 20 minutes per channel, read straight from the day files with ObsPy
+    (one merged trace per channel id): the truth that streamed data is compared against."""
+    import obspy
+
+    t0 = obspy.UTCDateTime(CHILE_T0)
+    out = {}
+    for cid in CHILE_CHANNELS:
+        net, sta, _, cha = cid.split(".")
+        st = obspy.read(str(sds / "2014" / net / sta / f"{cha}.D" / f"{cid}.D.2014.121"),
+                        starttime=t0 - 10, endtime=t0 + 1200)
+        st.merge()
+        assert len(st) == 1
+        out[cid] = st[0]
+    return out

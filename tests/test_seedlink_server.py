@@ -15,31 +15,12 @@ import pytest
 from obspy.clients.seedlink.client.seedlinkconnection import SeedLinkConnection
 from obspy.clients.seedlink.slpacket import SLPacket
 
+from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.commands import simulate
 from eqt_monitor.errors import UserError
 from eqt_monitor.seedlink_server import RecordLog, SeedLinkServer, Selector
 
-T0 = obspy.UTCDateTime("2014-05-01T00:00:00")
-CHANNELS = [f"CX.{sta}..HH{c}" for sta in ("PB01", "PB02") for c in "ENZ"]
-
-
-@pytest.fixture(scope="module")
-def sds(shared: Path) -> Path:
-    return shared / "data" / "chile_2014" / "sds"
-
-
-@pytest.fixture(scope="module")
-def archive(sds: Path) -> dict[str, obspy.Trace]:
-    """The archive's day files read straight with ObsPy (one merged trace per channel), 00:00-00:20."""
-    out = {}
-    for cid in CHANNELS:
-        net, sta, loc, cha = cid.split(".")
-        st = obspy.read(str(sds / "2014" / net / sta / f"{cha}.D" / f"{cid}.D.2014.121"),
-                        starttime=T0 - 10, endtime=T0 + 1200)
-        st.merge()
-        assert len(st) == 1
-        out[cid] = st[0]
-    return out
+T0 = obspy.UTCDateTime(CHILE_T0)
 
 
 def archive_samples(archive: dict, cid: str, start: obspy.UTCDateTime, end: obspy.UTCDateTime) -> np.ndarray:

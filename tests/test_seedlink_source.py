@@ -16,33 +16,15 @@ import numpy as np
 import obspy
 import pytest
 
+from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.errors import UserError
 from eqt_monitor.seedlink_server import SeedLinkServer
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.seedlink import SeedLinkSource, selectors
 from eqt_monitor.types import StationKey
 
-T0 = obspy.UTCDateTime("2014-05-01T00:00:00")
+T0 = obspy.UTCDateTime(CHILE_T0)
 KEYS = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB02", "", "HH")]
-CHANNELS = [f"CX.{sta}..HH{c}" for sta in ("PB01", "PB02") for c in "ENZ"]
-
-
-@pytest.fixture(scope="module")
-def sds(shared: Path) -> Path:
-    return shared / "data" / "chile_2014" / "sds"
-
-
-@pytest.fixture(scope="module")
-def archive(sds: Path) -> dict[str, obspy.Trace]:
-    """Each channel's archive samples read straight with ObsPy, 00:00-00:10."""
-    out = {}
-    for cid in CHANNELS:
-        net, sta, loc, cha = cid.split(".")
-        st = obspy.read(str(sds / "2014" / net / sta / f"{cha}.D" / f"{cid}.D.2014.121"),
-                        starttime=T0 - 10, endtime=T0 + 600)
-        st.merge()
-        out[cid] = st[0]
-    return out
 
 
 class Collector:
@@ -97,6 +79,21 @@ def test_open_source_builds_it_and_bad_state_is_a_one_line_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(UserError, match="state.json"):
         SeedLinkSource("seedlink://127.0.0.1:18000", state_file=bad)
+
+
+def test_refused_connections_are_counted_and_retried_with_backoff():
+    from fdsn_server import free_port
+
+    src = make_source(free_port(), backoff_initial=0.05, backoff_max=0.1)
+    src.start(KEYS, on_trace=lambda trace: None)
+    try:
+        deadline = time.monotonic() + 30
+        while src.counters.errors["connect"] < 3:
+            assert time.monotonic() < deadline, "connect failures were not counted"
+            time.sleep(0.05)
+    finally:
+        src.stop()
+    assert src.counters.records == 0
 
 
 def test_several_stations_stream_exactly_the_archive(sds, archive):
@@ -194,5 +191,7 @@ def test_server_killed_and_restarted_three_times_loses_and_repeats_nothing(sds, 
         src.stop()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    assert src.counters.reconnects >= 3 and src.counters.errors["connect"] >= 1
+    # whether a reconnect attempt falls inside a restart's down time depends on scheduling, so
+    # connect errors are asserted in their own test; three kills are always three reconnects
+    assert src.counters.reconnects >= 3
     assert_exactly_the_archive(got.traces, archive, T0, end)
