@@ -16,6 +16,7 @@ import yaml
 
 from .buffer import GapPolicy
 from .errors import ConfigError, UserError
+from .associator import AssociatorConfig, Layer
 from .stream import MAX_STEP
 from .types import StationKey
 
@@ -70,7 +71,8 @@ class MonitorConfig:
     catalog: Path = Path("catalog.sqlite")
     state_dir: Path = Path("state")
     metrics_addr: str = "127.0.0.1:9108"
-    association: dict[str, Any] = field(default_factory=dict)
+    association: AssociatorConfig = field(default_factory=AssociatorConfig)
+    inventories: list[Path] = field(default_factory=list)  # StationXML files: coordinates and responses (ML)
     agency: str = "XX"
 
     def coordinates(self) -> dict[str, tuple[float, float, float]]:
@@ -157,6 +159,40 @@ def _dataclass_section(doc: _Located, node: yaml.Node | None, where: str, cls: t
     return cls(**kwargs)
 
 
+def _association(doc: _Located, node: yaml.Node) -> AssociatorConfig:
+    """The ``association:`` section: PyOcto settings, a 0D (vp, vs) or 1D (``layers``) velocity model."""
+    items = doc.mapping(node, "association")
+    special = {"layers", "zlim"}
+    plain = {k: v for k, v in items.items() if k not in special}
+    simple = {f.name for f in fields(AssociatorConfig)} - special
+    _check_keys(doc, plain, simple, "association")
+    kwargs: dict[str, Any] = {}
+    for key, (_, value_node) in plain.items():
+        kind = int if key.startswith("n_") else float
+        kwargs[key] = _typed(doc, value_node, f"association.{key}", kind)
+    if "zlim" in items:
+        zlim = doc.value(items["zlim"][1])
+        if not (isinstance(zlim, list) and len(zlim) == 2 and all(isinstance(z, (int, float)) for z in zlim)):
+            raise doc.error(items["zlim"][1], "association.zlim", f"expected [top_km, bottom_km], got {zlim!r}")
+        kwargs["zlim"] = (float(zlim[0]), float(zlim[1]))
+    if "layers" in items:
+        layers_node = items["layers"][1]
+        if not isinstance(layers_node, yaml.SequenceNode):
+            raise doc.error(layers_node, "association.layers", "expected a list of {top_km, vp, vs}")
+        layers = []
+        for i, layer_node in enumerate(layers_node.value):
+            layer = doc.mapping(layer_node, f"association.layers[{i}]")
+            _check_keys(doc, layer, {"top_km", "vp", "vs"}, f"association.layers[{i}]")
+            if len(layer) != 3:
+                raise doc.error(layer_node, f"association.layers[{i}]", "needs top_km, vp and vs")
+            layers.append(Layer(**{k: _typed(doc, v, f"association.layers[{i}].{k}", float) for k, (_, v) in layer.items()}))
+        kwargs["layers"] = tuple(layers)
+    try:
+        return AssociatorConfig(**kwargs)
+    except UserError as exc:
+        raise doc.error(node, "association", str(exc)) from None
+
+
 def resolve_source(uri: str, base: Path) -> str:
     """Make an archive URI's path absolute (relative to ``base``); leave network URIs alone."""
     scheme, sep, rest = uri.partition("://")
@@ -169,7 +205,7 @@ def resolve_source(uri: str, base: Path) -> str:
     return f"{scheme}://{rest}"
 
 
-def _parse_station(doc: _Located, node: yaml.Node, where: str, base: Path) -> list[StationConfig]:
+def _parse_station(doc: _Located, node: yaml.Node, where: str, base: Path, inventories: list[Path]) -> list[StationConfig]:
     items = doc.mapping(node, where)
     allowed = {"network", "station", "location", "channels", "latitude", "longitude", "elevation", "source", "inventory"}
     _check_keys(doc, items, allowed, where)
@@ -178,7 +214,8 @@ def _parse_station(doc: _Located, node: yaml.Node, where: str, base: Path) -> li
         if extra:
             raise doc.error(items[sorted(extra)[0]][0], f"{where}.{sorted(extra)[0]}", "not allowed beside 'inventory'")
         inv_node = items["inventory"][1]
-        inv_path = base / _typed(doc, inv_node, f"{where}.inventory", str)
+        inv_path = (base / _typed(doc, inv_node, f"{where}.inventory", str)).resolve()
+        inventories.append(inv_path)
         source = _station_source(doc, items, where, base)
         try:
             return [StationConfig(s.key, s.latitude, s.longitude, s.elevation, source) for s in stations_from_inventory(inv_path)]
@@ -228,7 +265,8 @@ def load_config(path: str | Path) -> MonitorConfig:
     doc = _Located(path, text)
     base = path.resolve().parent
     top = doc.mapping(doc.root, "")
-    allowed = {"source", "sources", "stations", "model", "buffer", "catalog", "state_dir", "metrics", "association", "agency"}
+    allowed = {"source", "sources", "stations", "model", "buffer", "catalog", "state_dir", "metrics", "association",
+               "inventory", "agency"}
     _check_keys(doc, top, allowed, "")
     if "stations" not in top:
         raise doc.error(doc.root, "stations", "missing: list the stations to monitor")
@@ -236,9 +274,10 @@ def load_config(path: str | Path) -> MonitorConfig:
     if not isinstance(stations_node, yaml.SequenceNode) or not stations_node.value:
         raise doc.error(stations_node, "stations", "expected a non-empty list")
     stations: list[StationConfig] = []
+    inventories: list[Path] = []
     seen: dict[StationKey, int] = {}
     for i, node in enumerate(stations_node.value):
-        for cfg in _parse_station(doc, node, f"stations[{i}]", base):
+        for cfg in _parse_station(doc, node, f"stations[{i}]", base, inventories):
             if cfg.key in seen:
                 raise doc.error(node, f"stations[{i}]", f"{cfg.key} is listed twice (also stations[{seen[cfg.key]}])")
             seen[cfg.key] = i
@@ -278,7 +317,14 @@ def load_config(path: str | Path) -> MonitorConfig:
     except UserError as exc:
         raise doc.error(top["buffer"][1], "buffer", str(exc)) from None
 
-    config = MonitorConfig(path=path, stations=stations, sources=sources, model=model, buffer=buffer)
+    if "inventory" in top:
+        inv_node = top["inventory"][1]
+        inv_path = (base / _typed(doc, inv_node, "inventory", str)).resolve()
+        if not inv_path.is_file():
+            raise doc.error(inv_node, "inventory", f"StationXML file not found: {inv_path}")
+        inventories.append(inv_path)
+    config = MonitorConfig(path=path, stations=stations, sources=sources, model=model, buffer=buffer,
+                           inventories=inventories)
     for name in ("catalog", "state_dir"):
         if name in top:
             setattr(config, name, (base / _typed(doc, top[name][1], name, str)).resolve())
@@ -290,8 +336,7 @@ def load_config(path: str | Path) -> MonitorConfig:
         if "addr" in metrics:
             config.metrics_addr = _typed(doc, metrics["addr"][1], "metrics.addr", str)
     if "association" in top:
-        doc.mapping(top["association"][1], "association")
-        config.association = doc.value(top["association"][1]) or {}
+        config.association = _association(doc, top["association"][1])
     if "agency" in top:
         config.agency = _typed(doc, top["agency"][1], "agency", str)
     return config
@@ -330,4 +375,5 @@ def stations_from_inventory(path: str | Path) -> list[StationConfig]:
 
 def config_from_inventory(path: str | Path, sources: list[str] | None = None) -> MonitorConfig:
     """A ``MonitorConfig`` with defaults for every station in a StationXML file (``replay --inventory``)."""
-    return MonitorConfig(path=None, stations=stations_from_inventory(path), sources=list(sources or []))
+    return MonitorConfig(path=None, stations=stations_from_inventory(path), sources=list(sources or []),
+                         inventories=[Path(path).resolve()])

@@ -46,6 +46,7 @@ class ReplaySummary:
     picks: int = 0
     new_picks: int = 0
     detections: int = 0
+    events: int = 0  # new located events (when association ran)
     wall_s: float = 0.0
     coverage: dict[StationKey, tuple[float, float]] = field(default_factory=dict)  # first, last probability sample
 
@@ -57,7 +58,7 @@ class ReplaySummary:
         """One summary line: stations, station-hours, windows, picks, wall seconds, windows/s."""
         rate = self.windows / self.wall_s if self.wall_s > 0 else 0.0
         return (f"replay: {self.stations} stations, {self.station_hours:.2f} station-hours, {self.windows} windows, "
-                f"{self.picks} picks ({self.new_picks} new), {self.detections} detections, "
+                f"{self.picks} picks ({self.new_picks} new), {self.detections} detections, {self.events} new events, "
                 f"{self.wall_s:.1f} s wall, {rate:.0f} windows/s")
 
 
@@ -77,6 +78,20 @@ def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str,
             raise UserError(f"station {station.key}: no source (give --source URI or 'source:' in the config)")
         groups[uri].append(station.key)
     return dict(groups)
+
+
+def fetcher(config: MonitorConfig, override: str | None) -> Callable[[Sequence[StationKey], float, float], obspy.Stream]:
+    """A function reading raw waveforms of some stations over a span from wherever each is configured."""
+    source_of = {key: uri for uri, keys in sources_by_station(config, override).items() for key in keys}
+
+    def fetch(stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
+        stream = obspy.Stream()
+        for uri in sorted({source_of[key] for key in stations if key in source_of}):
+            with open_source(uri) as src:
+                stream += src.get_waveforms([k for k in stations if source_of.get(k) == uri], start, end)
+        return stream
+
+    return fetch
 
 
 class _ProbabilityWriter:

@@ -101,3 +101,27 @@ def test_gap_policy_is_validated_with_its_line(tmp_path):
     path = write(tmp_path, GOOD + "buffer:\n  interpolate_max_s: 5\n  zero_fill_max_s: 1\n")
     with pytest.raises(ConfigError, match=rf"^{path}:12: buffer: gap policy: need 0 <= interpolate_max_s"):
         load_config(path)
+
+
+def test_association_section_builds_a_layered_model(tmp_path):
+    text = GOOD + ("association:\n  n_picks: 8\n  zlim: [0, 20]\n  layers:\n"
+                   "    - {top_km: 0, vp: 5.0, vs: 2.9}\n    - {top_km: 5, vp: 6.3, vs: 3.6}\n")
+    config = load_config(write(tmp_path, text))
+    assert config.association.n_picks == 8 and config.association.zlim == (0.0, 20.0)
+    assert [(l.top_km, l.vp, l.vs) for l in config.association.layers] == [(0.0, 5.0, 2.9), (5.0, 6.3, 3.6)]
+
+
+@pytest.mark.parametrize(
+    "section, line, field",
+    [
+        ("association:\n  vp: 3\n  vs: 4\n", 12, "association"),
+        ("association:\n  n_picks: many\n", 12, "association.n_picks"),
+        ("association:\n  layers:\n    - {top_km: 0, vp: 5.0}\n", 13, "association.layers[0]"),
+        ("association:\n  speed: 3\n", 12, "association.speed"),
+    ],
+)
+def test_association_mistakes_name_their_line(tmp_path, section, line, field):
+    path = write(tmp_path, GOOD + section)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:{line}: {field}"), str(info.value)

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
     parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
+    parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,20 +55,27 @@ def run(args: argparse.Namespace) -> int:
     from ..model.backend import configure
 
     configure(args.backend or config.model.backend)
+    import time
+
     from ..catalog import Catalog
+    from ..events import locate_span
     from ..model.load import load_model
-    from ..replay import replay
+    from ..replay import fetcher, replay
 
     name = args.model or config.model.name
     weights = args.weights or (config.model.weights if name == config.model.name else None)
     loaded = load_model(name, weights)
     db = args.db or config.catalog
+    t_wall = time.perf_counter()
     with Catalog(db) as catalog:
         summary, picks, _ = replay(
             config, start=start, end=end, predict_fn=loaded.predict, model_name=name,
             weights_sha256=loaded.weights_sha256 or "random", source=args.source, catalog=catalog,
             chunk_s=args.chunk, probabilities=args.probabilities, progress=not args.no_progress and sys.stderr.isatty(),
         )
+        if not args.no_events:
+            summary.events = len(locate_span(catalog, config, start, end, fetcher(config, args.source)))
+        summary.wall_s = time.perf_counter() - t_wall
         if args.picks_csv:
             from ..export import write_eqt_csv
 
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if args.quakeml:
             from ..export import export_quakeml
 
-            export_quakeml(catalog, args.quakeml, start=start, end=end)
+            export_quakeml(catalog, args.quakeml, start=start, end=end, agency=config.agency)
     print(summary.line())
     for key, (first, last) in sorted(summary.coverage.items()):
         log.debug("%s: probabilities from %s to %s", key, first, last)
