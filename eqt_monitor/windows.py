@@ -69,7 +69,14 @@ def preprocess(batch: np.ndarray) -> np.ndarray:
     x = np.asarray(batch, dtype=np.float64)
     x = x - x.mean(axis=1, keepdims=True)
     x = bandpass(x, axis=1) * _TAPER[None, :, None]
-    x -= x.mean(axis=1, keepdims=True)
-    std = x.std(axis=1, keepdims=True)
+    return normalize(x)
+
+
+def normalize(data: np.ndarray) -> np.ndarray:
+    """Demean each channel and divide by its std (EqT's ``std`` mode); flat channels stay zero.
+    Works on one window ``(6000, 3)`` or a batch ``(n, 6000, 3)``; returns float32."""
+    x = np.asarray(data, dtype=np.float64)
+    x = x - x.mean(axis=-2, keepdims=True)
+    std = x.std(axis=-2, keepdims=True)
     std[std == 0] = 1.0
     return (x / std).astype(np.float32)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..training.experiment import run_experiments
-
 NAME = "experiment"
 HELP = "train + evaluate the variants of an experiment config on one split and write the compare table"
 
@@ -17,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiments and print their tables."""
+    from ..training.experiment import run_experiments  # Keras: imported only when running
+
     for table in run_experiments(args.config):
         print(table.read_text(encoding="utf-8"), end="")
         print(f"(written to {table} and {table.with_suffix('.json')})")

@@ -4,9 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..training.augment import AugmentationRates
-from ..training.trainer import TrainConfig, train
-
 NAME = "train"
 HELP = "train a variant on a STEAD-format HDF5 + CSV (EqT's labels, augmentations and schedule); resumable"
 
@@ -32,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the result is."""
+    from ..training.augment import AugmentationRates
+    from ..training.trainer import TrainConfig, train  # Keras: imported only when training
+
     config = TrainConfig(
         model=args.model,
         hdf5=args.hdf5,

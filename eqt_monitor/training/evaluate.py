@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..picker import pick_window
-from .generator import normalize
+from ..windows import normalize
 from .metrics import MetricTally
 from .stead import SteadDataset
 

@@ -4,21 +4,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ..windows import normalize
 from .augment import AugmentationRates, augment
 from .labels import CODA_FACTOR, make_labels
 from .stead import SteadDataset, SteadTrace
-
-
-def normalize(data: np.ndarray) -> np.ndarray:
-    """Demean each channel and divide by its std (EqT's ``std`` mode); flat channels stay zero.
-
-    Works on one window ``(6000, 3)`` or a batch ``(n, 6000, 3)``.
-    """
-    data = np.asarray(data, dtype=np.float32)
-    out = data - data.mean(axis=-2, keepdims=True)
-    std = out.std(axis=-2, keepdims=True)
-    std[std == 0] = 1.0
-    return out / std
 
 
 def training_pair(
