@@ -50,7 +50,10 @@ def test_learning_rate_follows_eqt_steps():
 
 
 @pytest.mark.slow
-def test_two_variants_train_resume_evaluate_and_compare(synthetic, tmp_path, capsys):
+def test_two_variants_train_resume_evaluate_and_compare(synthetic, tmp_path, capsys, monkeypatch):
+    from eqt_monitor.commands.models import _weights_status
+
+    monkeypatch.setenv("EQT_MONITOR_CACHE", str(tmp_path / "cache"))
     h5, csv_path = synthetic
     common = ["--hdf5", str(h5), "--csv", str(csv_path), "--batch-size", "4", "--split", "0.75", "0.125", "0.125", "--seed", "3"]
     results = []
@@ -70,6 +73,7 @@ def test_two_variants_train_resume_evaluate_and_compare(synthetic, tmp_path, cap
 
         assert sha == hashlib.sha256(model_file.read_bytes()).hexdigest()
         assert f"name: {variant}" in (out / f"{variant}.yaml").read_text()
+        assert _weights_status(variant, None) == f"trained (sha256 {sha[:12]}…) at {model_file.resolve()}"
 
         split = load_split(out / "split.json")
         assert sorted(sum(split.values(), [])) == sorted(SteadDataset(h5, csv_path).names)
@@ -84,6 +88,8 @@ def test_two_variants_train_resume_evaluate_and_compare(synthetic, tmp_path, cap
         assert scored["weights_sha256"] == sha and scored["d_tp"] + scored["d_fn"] + scored["d_fp"] + scored["d_tn"] == len(split["test"])
         results.append(result)
     assert load_split(tmp_path / "vanilla" / "split.json") == load_split(tmp_path / "bc" / "split.json")
+    (tmp_path / "bc" / "bc.keras").write_bytes(b"tampered")
+    assert "CHANGED since training" in _weights_status("bc", None)
     capsys.readouterr()
     assert main(["compare", *map(str, results), "--baseline", "vanilla", "--dataset", "synthetic"]) == 0
     table = capsys.readouterr().out

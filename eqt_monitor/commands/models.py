@@ -21,11 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pull.add_argument("--cache", metavar="DIR", help="cache directory (default $EQT_MONITOR_CACHE or ~/.cache/eqt-monitor)")
 
 
-def _weights_status(name: str | None) -> str:
+def _weights_status(spec_name: str, name: str | None) -> str:
+    """Published weights of the spec (if any), then every trained file ``train`` recorded for it."""
+    from ..model.trained import trained
+
+    status = [_published_status(name)] if name else []
+    for entry in trained(spec_name):
+        state = "" if entry.status() == "ok" else " CHANGED since training"
+        status.append(f"trained (sha256 {entry.sha256[:12]}…){state} at {entry.path}")
+    return "; ".join(status) or "none (train it first)"
+
+
+def _published_status(name: str) -> str:
     from ..model import registry
 
-    if name is None:
-        return "none (train it first)"
     try:
         path = registry.find_local(name)
     except WeightsError as exc:
@@ -40,7 +49,7 @@ def list_models() -> list[tuple[str, int, str]]:
     from ..model.eqt import build_model
     from ..model.spec import list_specs
 
-    return [(spec.name, build_model(spec).count_params(), _weights_status(spec.weights)) for spec in list_specs()]
+    return [(spec.name, build_model(spec).count_params(), _weights_status(spec.name, spec.weights)) for spec in list_specs()]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -175,6 +175,7 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str) -> Non
 
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume training) ``config.model`` and write the result into ``config.out``."""
+    from ..model.trained import record as record_trained
     from ..model.weights import sha256_file
 
     if config.epochs < 1 or config.batch_size < 2:
@@ -222,6 +223,7 @@ def train(config: TrainConfig) -> TrainResult:
     sha256 = sha256_file(model_path)
     (config.out / f"{config.model}.keras.sha256").write_text(f"{sha256}  {model_path.name}\n", encoding="utf-8")
     spec_path = _spec_copy(config, sha256)
+    record_trained(config.model, model_path, sha256)
     history = stopper.history
     (config.out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     plot_history(history, config.out / "loss.png", f"{config.model} on {config.hdf5.name}")
