@@ -51,33 +51,41 @@ def test_published_original_meets_the_acceptance_on_stead50(shared, original_wei
     assert 0 <= result["p_rmse"] - result["p_mae"] and result["s_rmse"] >= result["s_mae"] > 0
 
 
-WHITE_NOISE_FINDING = (
-    "measured: the published original weights (port of eqt_original.h5) give D >= 0.3 on every one of 12 "
-    "white-noise windows (max D 0.43-0.82, a slow ramp over the whole window) and 3 P picks; "
-    "the conservative weights stay below 0.02. Reported to the lead; remove this mark when it passes."
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["conservative", pytest.param("original", marks=pytest.mark.xfail(strict=True, reason=WHITE_NOISE_FINDING))],
-)
-def test_white_noise_gives_no_detection_in_either_layout(name, tmp_path, shared):
-    from eqt_monitor.model.load import load_model
-
-    model = load_model(name, shared / "models" / f"eqt_{name}.h5")
+def noise_and_quakes(shared, tmp_path, layout: str) -> SteadDataset:
+    """12 white-noise windows and stead50's first 4 quakes, written in the STEAD ``layout``."""
     with SteadDataset(shared / "data/stead50/waveforms.hdf5", shared / "data/stead50/metadata.csv") as stead:
         quakes = [stead.read(n) for n in stead.names[:4]]
-    noise = white_noise(12)
+    h5, csv_path = tmp_path / f"{layout}.hdf5", tmp_path / f"{layout}.csv"
+    write_stead(h5, csv_path, white_noise(12) + quakes, layout=layout)
+    return SteadDataset(h5, csv_path)
+
+
+def test_white_noise_gives_no_detection_in_either_layout(tmp_path, shared, conservative_weights):
+    from eqt_monitor.model.load import load_model
+
+    model = load_model("conservative", conservative_weights)
     for layout in ("data", "old"):
-        h5, csv_path = tmp_path / f"{layout}.hdf5", tmp_path / f"{layout}.csv"
-        write_stead(h5, csv_path, noise + quakes, layout=layout)
-        with SteadDataset(h5, csv_path) as dataset:
+        with noise_and_quakes(shared, tmp_path, layout) as dataset:
             r = score_dataset(model.predict, dataset, batch_size=8)
         assert r["n_events"] == 4 and r["d_tp"] == 4
         assert (r["d_fp"], r["p_fp"], r["s_fp"]) == (0, 0, 0)
         assert (r["d_tn"], r["p_tn"], r["s_tn"]) == (12, 12, 12)
         assert r["det_precision"] == 1.0
+
+
+def test_original_detector_fires_on_white_noise_but_picks_nothing_at_its_recommended_thresholds(
+    original, tmp_path, shared
+):
+    """The published original model's detector reaches 0.42-0.85 on every white-noise window (the
+    Keras 2 reference gives the same, see test_model_reference.py and DESIGN.md), so "no detection
+    on white noise" holds only for the conservative model. At the thresholds EqT's author advises
+    for the original model (detection 0.5, P and S 0.3) it still makes no P or S pick on noise."""
+    with noise_and_quakes(shared, tmp_path, "data") as dataset:
+        r = score_dataset(original.predict, dataset, batch_size=8,
+                          detection_threshold=0.5, p_threshold=0.3, s_threshold=0.3)
+    assert r["n_events"] == 4 and r["d_tp"] == r["p_tp"] == r["s_tp"] == 4
+    assert r["d_fp"] >= 6  # the documented property, not a wish
+    assert (r["p_fp"], r["s_fp"]) == (0, 0) and (r["p_tn"], r["s_tn"]) == (12, 12)
 
 
 def test_thresholds_are_flags(original_weights, tmp_path, shared, capsys):
