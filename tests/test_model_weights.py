@@ -148,7 +148,7 @@ def test_our_own_keras3_files_load_back(tmp_path, suffix):
 
 
 def test_published_weights_are_found_locally_and_verified(tmp_path, monkeypatch, original_weights):
-    monkeypatch.delenv("EQT_SHARED", raising=False)
+    monkeypatch.setenv("EQT_SHARED", str(tmp_path / "no_shared"))  # else ../shared/models has them
     monkeypatch.delenv("EQT_MONITOR_WEIGHTS", raising=False)
     monkeypatch.setenv("EQT_MONITOR_CACHE", str(tmp_path / "cache"))
     with pytest.raises(WeightsError, match="eqt-monitor models pull original"):
