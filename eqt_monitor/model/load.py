@@ -4,16 +4,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from ..errors import UserError, WeightsError
+from ..inference import compile_forward
 from ..types import WINDOW_SAMPLES
 from . import registry
 from .eqt import N_CHANNELS, build_model
+from .fast import inference_model
+from .layers import MonteCarloSpatialDropout1D
 from .spec import ModelSpec, get_spec
 from .weights import load_weights, saved_recurrent_activation, sha256_file
 
@@ -22,25 +25,44 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A built model, the spec it was built from, and where its weights came from."""
+    """A built model, the spec it was built from, and where its weights came from.
+
+    ``predict`` runs the fast path: the polyphase inference graph (``fast.inference_model``)
+    compiled for the backend (``eqt_monitor.inference.compile_forward``, XLA on TensorFlow), built on first use.
+    ``predict_reference`` runs ``model`` as built, uncompiled; both agree within float rounding.
+    A Monte-Carlo dropout model always takes the reference path (its dropout stays random).
+    """
 
     model: keras.Model
     spec: ModelSpec
     weights_path: Path | None
     weights_sha256: str | None
+    _forward: object = field(default=None, init=False, repr=False, compare=False)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """``(n, 6000, 3)`` normalised [E,N,Z] windows -> ``(n, 6000, 3)`` float32 [D, P, S] probabilities.
 
-        One model call for the whole batch (the caller chooses the batch size); dropout is off
-        unless the model was loaded with ``mc_dropout``.
+        One model call for the whole batch (the caller chooses the batch size; each new size is
+        compiled once); dropout is off unless the model was loaded with ``mc_dropout``.
         """
+        if self._forward is None:
+            mc = any(isinstance(layer, MonteCarloSpatialDropout1D) for layer in self.model.layers)
+            self._forward = self.model.predict_on_batch if mc else compile_forward(inference_model(self.model))
+        return self._run(self._forward, batch)
+
+    def predict_reference(self, batch: np.ndarray) -> np.ndarray:
+        """As ``predict``, through the model as built (``predict_on_batch``): the reference the
+        fast path is tested against."""
+        return self._run(self.model.predict_on_batch, batch)
+
+    @staticmethod
+    def _run(forward, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 3 or batch.shape[1:] != (WINDOW_SAMPLES, N_CHANNELS):
             raise ValueError(f"expected windows of shape (n, {WINDOW_SAMPLES}, {N_CHANNELS}), got {batch.shape}")
         if not len(batch):
             return np.zeros((0, WINDOW_SAMPLES, 3), dtype=np.float32)
-        outputs = self.model.predict_on_batch(batch)
+        outputs = forward(batch)
         return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=-1)
 
 
