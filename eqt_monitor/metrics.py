@@ -36,6 +36,8 @@ OVERLAPS = Counter("eqt_monitor_overlaps", "Overlapping or repeated data found i
 BUFFER_FILL = Gauge("eqt_monitor_buffer_fill_ratio", "Fill of a station's buffer (0 empty .. 1 full)", ["station"],
                     registry=REGISTRY)
 RECONNECTS = Counter("eqt_monitor_reconnects", "Reconnections of a live source", ["source"], registry=REGISTRY)
+STATION_SILENT = Gauge("eqt_monitor_station_silent", "1 while a station has sent no data for longer than the "
+                       "daemon's silence limit, else 0", ["station"], registry=REGISTRY)
 ERRORS = Counter("eqt_monitor_errors", "Errors by kind (connect, decode, server_error, ...)", ["kind"],
                  registry=REGISTRY)
 
@@ -90,7 +92,7 @@ class _DataLatency(Collector):
 _LATENCY = _DataLatency()
 REGISTRY.register(_LATENCY)
 
-_PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL)
+_PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL, STATION_SILENT)
 
 
 def observe_data(station: str, samples: int, data_end: float) -> None:

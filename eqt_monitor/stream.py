@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +24,8 @@ from .types import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySe
 from .windows import grid_starts, stretch_origin
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_STEP = WINDOW_SAMPLES - 2 * BLINDING  # a larger step leaves samples that no unblinded window covers
 
@@ -98,6 +102,12 @@ class _Stretch:
     def held_samples(self) -> int:
         """Samples of raw data, stacked output and picker context held now."""
         return len(self._raw) + len(self._stacked) + self._picker.held_samples
+
+    @property
+    def settled_until(self) -> float:
+        """Time before which this stretch emits no more picks or detections: the first sample the
+        picker still holds (every later detection, and its P, lies at or after it)."""
+        return self.time(self.final - self._picker.held_samples)
 
     def time(self, index: int | float) -> float:
         """POSIX time of stretch sample ``index``, computed from its absolute sample number so that
@@ -185,6 +195,15 @@ class StationStream:
         self.step = step
         self.picker = picker or PickerConfig()
         self._stretches: deque[_Stretch] = deque()  # oldest first; only the last may be open
+        self._done_until: float | None = None  # end of the last finished stretch
+
+    @property
+    def settled_until(self) -> float | None:
+        """Time before which this station emits no more picks or detections from the data fed so
+        far (None before any data): what a restarted daemon must not pick again."""
+        if self._stretches:
+            return min(s.settled_until for s in self._stretches)
+        return self._done_until
 
     @property
     def held_samples(self) -> int:
@@ -245,6 +264,7 @@ class StationStream:
                         out.picks.append(Pick(self.station, phase, stretch.time(pick.sample), pick.probability,
                                               pick.snr, pick.amplitude))
             if stretch.done:
+                self._done_until = stretch.time(stretch.received)
                 self._stretches.remove(stretch)
         return out
 
@@ -252,11 +272,37 @@ class StationStream:
 class Engine:
     """All stations and one model: ``feed`` segments, then ``process`` to predict and pick."""
 
-    def __init__(self, predict_fn: PredictFn, config: EngineConfig | None = None):
+    def __init__(self, predict_fn: PredictFn, config: EngineConfig | None = None,
+                 on_station_error: Callable[[StationKey, Exception], None] | None = None):
+        """``on_station_error``: called when one station's windowing, stacking or picking raises;
+        that station is then removed and the others go on. Without it the exception propagates."""
         self.config = config or EngineConfig()
         self.predictor = Predictor(predict_fn, self.config.batch_size)
+        self.on_station_error = on_station_error
         self._streams: dict[StationKey, StationStream] = {}
         self._queue: deque[WindowJob] = deque()
+
+    @property
+    def pending_windows(self) -> int:
+        """Windows taken but not yet predicted (fewer than a batch after ``process()``)."""
+        return len(self._queue)
+
+    def remove(self, station: StationKey) -> None:
+        """Forget a station: its stream, held data and windows waiting for the model."""
+        stream = self._streams.pop(station, None)
+        if stream is not None:
+            self._queue = deque(job for job in self._queue if job.stretch.station != station)
+
+    def _guarded(self, station: StationKey, action: Callable[[], T]) -> T | None:
+        """``action()``, or with ``on_station_error`` set: report a failure, drop the station, None."""
+        if self.on_station_error is None:
+            return action()
+        try:
+            return action()
+        except Exception as exc:  # one station's failure must not stop the others
+            self.remove(station)
+            self.on_station_error(station, exc)
+            return None
 
     @property
     def stations(self) -> list[StationKey]:
@@ -270,24 +316,28 @@ class Engine:
         return self._streams[station]
 
     def feed(self, segment: Segment) -> None:
-        """Queue a segment of data for its station (see ``StationStream.feed``)."""
-        self.stream(segment.station).feed(segment)
+        """Queue a segment of data for its station (see ``StationStream.feed``); with
+        ``on_station_error`` set, a segment the station cannot take drops that station."""
+        self._guarded(segment.station, lambda: self.stream(segment.station).feed(segment))
 
     def process(self, flush: bool = False) -> EngineOutput:
         """Predict the ready windows of all stations in full batches (with ``flush``, also the last
         partial batch), stack them, and return what became final since the last call. ``flush``
         never ends a stretch: only a segment marked ``stretch_end`` does."""
         for station in self.stations:
-            self._queue.extend(self._streams[station].take_windows())
+            self._queue.extend(self._guarded(station, self._streams[station].take_windows) or [])
         windows = 0
         while self._queue and (flush or len(self._queue) >= self.config.batch_size):
             jobs = [self._queue.popleft() for _ in range(min(self.config.batch_size, len(self._queue)))]
             for job, output in zip(jobs, self.predictor.predict(np.stack([job.data for job in jobs]))):
-                StationStream.put(job, output)
+                if job.stretch.station in self._streams:  # not dropped by a failure earlier in this batch
+                    self._guarded(job.stretch.station, lambda: StationStream.put(job, output))
             windows += len(jobs)
         out = EngineOutput(windows=windows)
         for station in self.stations:
-            released = self._streams[station].release()
+            released = self._guarded(station, self._streams[station].release)
+            if released is None:
+                continue
             out.probabilities += released.probabilities
             out.picks += sorted(released.picks, key=lambda p: (p.time, p.phase))
             out.detections += released.detections

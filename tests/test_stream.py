@@ -253,3 +253,43 @@ def test_original_model_on_30_minutes_of_chile_through_the_buffer(shared, origin
         t = obspy.UTCDateTime(when).timestamp
         near = {p.station.station for p in picks_whole if p.phase == "P" and abs(p.time - t) < 15}
         assert near == {"PB01", "PB02"}, when
+
+
+def test_a_restart_from_settled_minus_context_picks_exactly_what_the_uninterrupted_run_picks_after_settled(chile_30min):
+    """The daemon's exactly-once rule: stop anywhere (stretch not ended), note ``settled_until``;
+    a fresh engine fed from ``settled - 120 s`` makes, from ``settled`` on, the same picks and
+    detections as one uninterrupted run, and the stopped run made none at or after ``settled``."""
+    key, start, data = chile_30min[0]
+    whole = collect(run(Engine(envelope_model), segments(key, start, data, [len(data)])))
+    for stop in (71_234, 123_457):
+        first = Engine(envelope_model)
+        first.feed(Segment(key, start, data[:stop], stretch_start=True))
+        before = collect([first.process(), first.process(flush=True)])
+        settled = first.stream(key).settled_until
+        assert start + 30 < settled < start + stop / 100 - 55  # a final sample waits for its last window
+        assert all(p.time < settled for p in before[1])
+        assert before[1] == [p for p in whole[1] if p.time < settled]
+        resume = int(round((settled - 120 - start) * 100))
+        again = collect(run(Engine(envelope_model), segments(key, start + resume / 100, data[resume:], [len(data) - resume])))
+        assert [p for p in again[1] if p.time >= settled] == [p for p in whole[1] if p.time >= settled]
+        assert [d for d in again[2] if d.start >= settled] == [d for d in whole[2] if d.start >= settled]
+
+
+def test_a_failing_station_is_dropped_and_reported_while_the_others_go_on(chile_30min):
+    (k1, s1, d1), (k2, s2, d2) = chile_30min
+    errors = []
+    engine = Engine(envelope_model, on_station_error=lambda key, exc: errors.append((key, str(exc))))
+    engine.feed(Segment(k1, s1, d1[:60_000], stretch_start=True))
+    engine.feed(Segment(k2, s2, d2[:60_000], stretch_start=True))
+    engine.process()
+    pending = engine.pending_windows
+    assert 0 < pending < engine.config.batch_size
+    engine.feed(Segment(k2, s2 + 600, d2[60_000:70_000, :2]))  # (n, 2): not [E, N, Z]
+    assert [k for k, _ in errors] == [k2] and "must be (n, 3)" in errors[0][1]
+    assert engine.stations == [k1] and 0 < engine.pending_windows < pending  # k2's waiting windows went too
+    engine.feed(Segment(k1, s1 + 600, d1[60_000:], stretch_end=True))
+    alone = collect([engine.process(flush=True)])[1]
+    reference = collect(run(Engine(envelope_model), segments(k1, s1, d1, [60_000, len(d1) - 60_000])))[1]
+    assert alone == [p for p in reference if p.time >= min(p.time for p in alone)] and len(alone) > 5
+    engine.remove(k1)
+    assert engine.stations == [] and engine.pending_windows == 0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import obspy
 from obspy.clients.fdsn import Client
@@ -33,16 +33,22 @@ class FDSNSource(Source):
         The response bytes go through the same robust miniSEED reader as files, so a corrupt
         record costs that record only. An unreachable or failing server raises ``SourceError``.
         """
-        if not stations:
+        return self.get_waveforms_since({key: start for key in stations}, end)
+
+    def get_waveforms_since(self, since: Mapping[StationKey, float], end: float) -> obspy.Stream:
+        """Each station's traces in ``[since[station], end]``, all in one bulk request (live polling)."""
+        if not since:
             return obspy.Stream()
+        lines = [line for key, start in since.items() for line in self.bulk_lines([key], start, end)]
         body = io.BytesIO()
         try:
-            self.client.get_waveforms_bulk(self.bulk_lines(stations, start, end), filename=body)
+            self.client.get_waveforms_bulk(lines, filename=body)
         except FDSNNoDataException:
             body = io.BytesIO()
         except (FDSNException, OSError) as exc:
             reason = " ".join(str(exc).split())
             raise SourceError(f"source {self.uri!r}: dataselect request to {self.base_url} failed: {reason}") from exc
-        found = select(read_mseed(body.getvalue(), name=f"{self.uri} response", start=start, end=end), stations)
-        self._report_missing(stations, found, start, end)
+        start = min(since.values())
+        found = select(read_mseed(body.getvalue(), name=f"{self.uri} response", start=start, end=end), list(since))
+        self._report_missing(list(since), found, start, end)
         return found

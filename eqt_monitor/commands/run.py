@@ -1,0 +1,56 @@
+"""``eqt-monitor run``: the live monitoring service (SeedLink or FDSN in, catalog and metrics out)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import UserError
+
+NAME = "run"
+HELP = "monitor live: SeedLink/FDSN → picks → events in the catalog, Prometheus metrics (SIGHUP reloads stations)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the CLI contract (DESIGN.md §3) plus where to start without saved progress."""
+    parser.add_argument("--config", type=Path, required=True, help="stations.yaml (re-read on SIGHUP)")
+    parser.add_argument("--source", help="live source URI (seedlink://HOST:PORT, fdsn://HOST:PORT); overrides the config's")
+    parser.add_argument("--db", type=Path, help="SQLite catalog (default: the config's catalog)")
+    parser.add_argument("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default: the config's, 127.0.0.1:9108)")
+    parser.add_argument("--begin", help="UTC time to start stations without saved progress from (default: new data only)")
+    parser.add_argument("--quakeml", type=Path, help="rolling QuakeML file (default: <state_dir>/events.xml)")
+    parser.add_argument("--silent-after", type=float, default=120.0,
+                        help="seconds without data before a station is flagged silent (default 120)")
+    parser.add_argument("--poll-interval", type=float, default=30.0, help="seconds between FDSN polls (default 30)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load config and model, then serve until SIGTERM."""
+    from obspy import UTCDateTime
+
+    from ..config import load_config
+
+    config = load_config(args.config)
+    try:
+        begin = UTCDateTime(args.begin).timestamp if args.begin else None
+    except Exception:
+        raise UserError(f"--begin: not a UTC time: {args.begin!r} (e.g. 2014-05-01T00:00)") from None
+    if args.silent_after <= 0 or args.poll_interval <= 0:
+        raise UserError("--silent-after and --poll-interval must be positive")
+
+    from .. import metrics
+    from ..daemon import Daemon, DaemonSettings
+    from ..model.backend import configure
+    from ..model.load import load_model
+
+    configure(config.model.backend)
+    loaded = load_model(config.model.name, config.model.weights)
+    sha = loaded.weights_sha256 or "random"
+    metrics.set_model_info(config.model.name, sha, config.model.backend)
+    settings = DaemonSettings(silent_after=args.silent_after, poll_every=args.poll_interval)
+    daemon = Daemon(config, predict_fn=loaded.predict, model_name=config.model.name, weights_sha256=sha,
+                    source=args.source, db=args.db, metrics_addr=args.metrics_addr, begin=begin,
+                    quakeml=args.quakeml, settings=settings)
+    return daemon.run()

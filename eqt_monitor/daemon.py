@@ -1,0 +1,363 @@
+"""``eqt-monitor run``: the live monitoring service, one process (see DESIGN.md, Decisions, Daemon).
+
+Threads: ingest (one SeedLink collector per source; FDSN polls on the scheduler) put traces on a
+queue; the main thread buffers them, feeds the ``Engine``, predicts (a full batch at once, a
+partial one when its oldest window waited ``batch_wait`` s), writes picks and detections and
+commits progress; APScheduler jobs associate, export the rolling QuakeML and check station
+health. SIGTERM drains and exits 0; SIGHUP reloads the stations.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import obspy
+
+from . import metrics
+from .associator import Associator
+from .catalog import Catalog
+from .config import MonitorConfig, load_config
+from .errors import UserError
+from .events import add_magnitudes, read_inventories
+from .ingest import FDSNPoller, Ingest, open_ingest
+from .intake import Intake
+from .progress import Progress
+from .replay import engine_config, fetcher, sources_by_station
+from .sdnotify import Notifier
+from .stream import Engine, EngineOutput
+from .types import StationKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Timing of the service (seconds)."""
+
+    batch_wait: float = 1.0  # a partial batch is predicted once its oldest window waited this long
+    commit_every: float = 2.0  # progress and SeedLink state are saved this often
+    associate_every: float = 10.0
+    export_every: float = 60.0
+    health_every: float = 10.0
+    poll_every: float = 30.0  # FDSN polls
+    silent_after: float = 120.0  # a station without data this long is flagged
+    rolling_s: float = 86400.0  # the rolling QuakeML holds events this far back from the association horizon
+    shutdown_bound: float = 30.0  # SIGTERM → exit within this (else a hard exit, status 1)
+
+
+class Daemon:
+    """The running service; ``run()`` blocks until SIGTERM/SIGINT (or ``stop()``) and returns 0."""
+
+    def __init__(self, config: MonitorConfig, *, predict_fn: Callable[[np.ndarray], np.ndarray], model_name: str,
+                 weights_sha256: str, source: str | None = None, db: Path | None = None,
+                 metrics_addr: str | None = None, begin: float | None = None, quakeml: Path | None = None,
+                 settings: DaemonSettings = DaemonSettings()) -> None:
+        self.config, self.source_override, self.begin, self.settings = config, source, begin, settings
+        self.model_name, self.weights_sha256 = model_name, weights_sha256
+        self.catalog = Catalog(db or config.catalog)
+        self.state_dir = Path(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.quakeml = quakeml or self.state_dir / "events.xml"
+        self.metrics_addr = metrics_addr or config.metrics_addr
+        self.progress = Progress(self.catalog)
+        self.intake = Intake([s.key for s in config.stations], config.buffer, settings.silent_after)
+        self.engine = Engine(self._timed(predict_fn), engine_config(config), on_station_error=self._station_failed)
+        self._queue: queue.Queue = queue.Queue(maxsize=200_000)
+        self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
+        self._ingests: dict[str, Ingest] = {}
+        self._assoc_lock = threading.Lock()
+        self.associator = self._new_associator()
+        self._oldest_unpredicted: dict[StationKey, float] = {}
+        self._pending_since: float | None = None
+        self._last_loop = time.monotonic()
+        self.notifier = Notifier()
+
+    # ------------------------------------------------------------------ setup
+
+    def _timed(self, predict_fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        def predict(batch: np.ndarray) -> np.ndarray:
+            t0 = time.perf_counter()
+            out = predict_fn(batch)
+            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - t0)
+            metrics.INFERENCE_BATCH_SIZE.observe(len(batch))
+            return out
+        return predict
+
+    def _new_associator(self) -> Associator | None:
+        coordinates = self.config.coordinates()
+        if not coordinates:
+            log.warning("no station coordinates in the config: picks are not associated into events")
+            return None
+        return Associator(coordinates, self.config.association, catalog=self.catalog)
+
+    def _put(self, trace: obspy.Trace, arrived: float) -> None:
+        while not self._closing.is_set():
+            try:
+                return self._queue.put((trace, arrived), timeout=0.2)
+            except queue.Full:
+                continue
+
+    def _start_ingests(self, keys: list[StationKey]) -> None:
+        groups = sources_by_station(self.config, self.source_override)
+        for uri, group in sorted(groups.items()):
+            mine = [k for k in group if k in keys]
+            if not mine:
+                continue
+            ingest = open_ingest(uri, mine, self._put, state_dir=self.state_dir, begin=self.begin,
+                                 resume=self.progress.resume(mine))
+            ingest.start()
+            self._ingests[uri] = ingest
+            if isinstance(ingest, FDSNPoller):
+                self.scheduler.add_job(ingest.poll, "interval", seconds=self.settings.poll_every, id=f"poll:{uri}",
+                                       next_run_time=_now_dt(), max_instances=1, coalesce=True)
+            log.info("ingest: %s for %d station(s)", uri, len(mine))
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True})
+        s = self.settings
+        self.scheduler.add_job(self.associate, "interval", seconds=s.associate_every, id="associate")
+        self.scheduler.add_job(self.export, "interval", seconds=s.export_every, id="export")
+        self.scheduler.add_job(self.intake.check_silence, "interval", seconds=s.health_every, id="health")
+        self.scheduler.start()
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        """Serve until asked to stop; returns the exit status (0)."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        self.http = metrics.serve(self.metrics_addr, health=self._health)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+        self._start_scheduler()
+        self._start_ingests(self.intake.keys)
+        log.info("run: %d stations, metrics on %s, catalog %s", len(self.intake.keys), self.http.url, self.catalog.path)
+        self.notifier.notify("READY=1", f"STATUS=monitoring {len(self.intake.keys)} stations")
+        watchdog = self.notifier.watchdog_interval()
+        last_commit = last_ping = time.monotonic()
+        while not self._stop.is_set():
+            self._step()
+            now = time.monotonic()
+            if now - last_commit >= self.settings.commit_every:
+                self.commit()
+                last_commit = now
+            if watchdog and now - last_ping >= watchdog:
+                self.notifier.notify("WATCHDOG=1")
+                last_ping = now
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+        return self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the loop to drain and exit (what SIGTERM does)."""
+        self._stop.set()
+
+    def _step(self, wait: float | None = None) -> None:
+        """Take what arrived (waiting at most ``wait`` s, default: until the batch deadline or 0.2 s),
+        feed, predict and write."""
+        if wait is None:
+            wait = 0.2 if self._pending_since is None else max(0.0, self._pending_since + self.settings.batch_wait
+                                                                - time.monotonic())
+        self._last_loop = time.monotonic()
+        try:
+            items = [self._queue.get(timeout=wait)] if wait > 0 else []
+        except queue.Empty:
+            items = []
+        while len(items) < 20_000:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for trace, arrived in items:
+            key = self.intake.add(trace, arrived)
+            if key is not None:
+                self._oldest_unpredicted.setdefault(key, arrived)
+        for segment in self.intake.ready():
+            if segment.station in self.intake.buffers:
+                self.engine.feed(segment)
+        self._write(self.engine.process())
+        if self.engine.pending_windows:
+            now = time.monotonic()
+            if self._pending_since is None:
+                self._pending_since = now
+            elif now - self._pending_since >= self.settings.batch_wait:
+                self._write(self.engine.process(flush=True))
+        if not self.engine.pending_windows:
+            self._pending_since = None
+
+    def _write(self, out: EngineOutput) -> None:
+        now = time.time()
+        metrics.WINDOWS_PREDICTED.inc(out.windows)
+        picks, detections = self.progress.keep(out.picks), self.progress.keep(out.detections)
+        if picks:
+            self.catalog.add_picks(picks, model=self.model_name, weights_sha256=self.weights_sha256)
+            for p in picks:
+                metrics.PICKS.labels(phase=p.phase).inc()
+                arrived = self._oldest_unpredicted.get(p.station, self.intake.last_arrival.get(p.station, now))
+                metrics.PICK_LATENCY.observe(max(0.0, now - arrived))
+            if self.associator is not None:
+                with self._assoc_lock:
+                    self.associator.feed(picks)
+        if detections:
+            self.catalog.add_detections(detections, model=self.model_name, weights_sha256=self.weights_sha256)
+            metrics.DETECTIONS.inc(len(detections))
+        if out.windows and not self.engine.pending_windows:
+            self._oldest_unpredicted.clear()
+        self.progress.advance({k: self.engine.stream(k).settled_until for k in self.engine.stations})
+
+    def _station_failed(self, key: StationKey, exc: Exception) -> None:
+        metrics.ERRORS.labels(kind="station_failed").inc()
+        log.error("station %s: processing failed (%s: %s); its data so far is dropped and it restarts with the "
+                  "next data", key, type(exc).__name__, exc)
+        if key in self.intake.buffers:
+            self.intake.add_station(key)
+
+    # ------------------------------------------------------------------ progress, jobs
+
+    def commit(self) -> None:
+        """Save progress in the catalog, then each ingest's resume points."""
+        self.progress.save()
+        for ingest in list(self._ingests.values()):
+            ingest.commit(self.progress.reread_until(ingest.keys))
+
+    def complete_until(self) -> float | None:
+        """Time before which every station's picks are written: the least progress over the stations
+        that send data (a silent one does not hold association back, unless all are silent). None
+        while a station that is not yet silent has no progress."""
+        flowing, silent = [], []
+        for key in self.intake.keys:
+            t = self.progress.get(key)
+            if not self.intake.is_silent(key):
+                if t is None:
+                    return None
+                flowing.append(t)
+            elif t is not None:
+                silent.append(t)
+        times = flowing or silent
+        return min(times) if times else None
+
+    def associate(self) -> None:
+        """Scheduler job: commit the events no later pick can change, with their ML."""
+        until = self.complete_until()
+        if self.associator is None or until is None:
+            return
+        t0 = time.perf_counter()
+        with self._assoc_lock:
+            events = self.associator.advance(until)
+        metrics.ASSOCIATION_SECONDS.observe(time.perf_counter() - t0)
+        if events:
+            metrics.EVENTS.inc(len(events))
+            log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
+            inventory = read_inventories(self.config.inventories)
+            if inventory is not None:
+                try:
+                    add_magnitudes(self.catalog, events, self._fetch_merged, inventory)
+                except Exception as exc:  # a magnitude is not worth the service
+                    metrics.ERRORS.labels(kind="magnitude").inc()
+                    log.warning("magnitudes of %d event(s) failed: %s", len(events), exc)
+
+    def _fetch_merged(self, keys: list[StationKey], start: float, end: float) -> obspy.Stream:
+        """Raw waveforms for magnitudes, records merged into traces (live sources hand out records)."""
+        return fetcher(self.config, self.source_override)(keys, start, end).merge(method=1)
+
+    def export(self) -> None:
+        """Scheduler job: rewrite the rolling QuakeML file (atomically)."""
+        from .export import export_quakeml
+
+        horizon = self.associator.horizon if self.associator is not None else -math.inf
+        if not math.isfinite(horizon):
+            return
+        tmp = self.quakeml.with_name(self.quakeml.name + ".tmp")
+        export_quakeml(self.catalog, tmp, start=horizon - self.settings.rolling_s, agency=self.config.agency)
+        os.replace(tmp, self.quakeml)
+
+    def _health(self) -> tuple[bool, str]:
+        stalled = time.monotonic() - self._last_loop
+        if stalled > 60:
+            return False, f"main loop stalled for {stalled:.0f} s"
+        silent = [k.id for k in self.intake.keys if self.intake.is_silent(k)]
+        return True, f"ok; silent stations: {', '.join(silent)}" if silent else "ok"
+
+    # ------------------------------------------------------------------ reload, shutdown
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; start added stations, drop removed ones, keep the rest running."""
+        try:
+            new = load_config(self.config.path)
+        except UserError as exc:
+            metrics.ERRORS.labels(kind="reload").inc()
+            log.error("reload: keeping the running configuration: %s", exc)
+            return
+        old_groups = sources_by_station(self.config, self.source_override)
+        try:
+            new_groups = sources_by_station(new, self.source_override)
+        except UserError as exc:
+            log.error("reload: keeping the running configuration: %s", exc)
+            return
+        old_keys, new_keys = set(self.intake.keys), {s.key for s in new.stations}
+        self.commit()
+        self.config = new
+        changed = [uri for uri in set(old_groups) | set(new_groups)
+                   if sorted(old_groups.get(uri, []), key=str) != sorted(new_groups.get(uri, []), key=str)]
+        for uri in changed:
+            ingest = self._ingests.pop(uri, None)
+            if ingest is not None:
+                ingest.stop()
+                if self.scheduler.get_job(f"poll:{uri}"):
+                    self.scheduler.remove_job(f"poll:{uri}")
+        for key in sorted(old_keys - new_keys, key=str):
+            self.engine.remove(key)
+            self.intake.remove_station(key)
+        for key in sorted(new_keys - old_keys, key=str):
+            self.intake.add_station(key)
+        with self._assoc_lock:
+            self.associator = self._new_associator()
+        self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])])
+        log.info("reload: %d station(s) added, %d removed, %d kept", len(new_keys - old_keys),
+                 len(old_keys - new_keys), len(old_keys & new_keys))
+
+    def _shutdown(self) -> int:
+        bound = threading.Timer(self.settings.shutdown_bound, _hard_exit, args=(self.settings.shutdown_bound,))
+        bound.daemon = True
+        bound.start()
+        self.notifier.notify("STOPPING=1")
+        log.info("run: stopping: draining buffers and writing state")
+        self.scheduler.shutdown(wait=False)
+        self._closing.set()
+        for ingest in self._ingests.values():
+            ingest.stop()
+        while not self._queue.empty():
+            self._step(wait=0)
+        self._write(self.engine.process(flush=True))
+        self.commit()
+        self.associate()
+        self.export()
+        self.http.close()
+        self.catalog.close()
+        bound.cancel()
+        log.info("run: stopped")
+        return 0
+
+
+def _hard_exit(bound: float) -> None:
+    log.error("run: shutdown took longer than %.0f s; exiting now (state as of the last commit)", bound)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _now_dt():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
