@@ -106,14 +106,16 @@ class Daemon:
             except queue.Full:
                 continue
 
-    def _start_ingests(self, keys: list[StationKey]) -> None:
+    def _start_ingests(self, keys: list[StationKey], polled: dict[StationKey, float] | None = None) -> None:
+        """Open and start the ingest of each source serving some of ``keys``; ``polled``: where FDSN
+        polls of these stations got to (a reload carries it over), else the saved progress."""
         groups = sources_by_station(self.config, self.source_override)
         for uri, group in sorted(groups.items()):
             mine = [k for k in group if k in keys]
             if not mine:
                 continue
             ingest = open_ingest(uri, mine, self._put, state_dir=self.state_dir, begin=self.begin,
-                                 resume=self.progress.resume(mine))
+                                 resume={**self.progress.resume(mine), **(polled or {})})
             ingest.start()
             self._ingests[uri] = ingest
             if isinstance(ingest, FDSNPoller):
@@ -311,10 +313,12 @@ class Daemon:
         self.config = new
         changed = [uri for uri in set(old_groups) | set(new_groups)
                    if sorted(old_groups.get(uri, []), key=str) != sorted(new_groups.get(uri, []), key=str)]
+        polled: dict[StationKey, float] = {}
         for uri in changed:
             ingest = self._ingests.pop(uri, None)
             if ingest is not None:
                 ingest.stop()
+                polled.update(getattr(ingest, "since", {}))
                 if self.scheduler.get_job(f"poll:{uri}"):
                     self.scheduler.remove_job(f"poll:{uri}")
         for key in sorted(old_keys - new_keys, key=str):
@@ -324,7 +328,7 @@ class Daemon:
             self.intake.add_station(key)
         with self._assoc_lock:
             self.associator = self._new_associator()
-        self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])])
+        self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])], polled)
         log.info("reload: %d station(s) added, %d removed, %d kept", len(new_keys - old_keys),
                  len(old_keys - new_keys), len(old_keys & new_keys))
 

@@ -28,6 +28,7 @@ class Intake:
         self.last_arrival: dict[StationKey, float] = {}  # wall clock
         self._watch_from: dict[StationKey, float] = {}  # wall clock: silence counts from here
         self._silent: set[StationKey] = set()
+        self._overlapping: set[StationKey] = set()
         self._touched: set[StationKey] = set()
         for key in keys:
             self.add_station(key)
@@ -47,6 +48,7 @@ class Intake:
         for table in (self.buffers, self._stats, self.last_arrival, self._watch_from):
             table.pop(key, None)
         self._silent.discard(key)
+        self._overlapping.discard(key)
         self._touched.discard(key)
         metrics.forget_station(key.id)
 
@@ -81,13 +83,15 @@ class Intake:
         for key in sorted(self._touched, key=str):
             buffer = self.buffers[key]
             out += buffer.pop_ready()
+            self._report(key, record=False)  # gaps that end a stretch are found while handing data on
             capacity = self.policy.dead_channel_s * SAMPLING_RATE
             metrics.BUFFER_FILL.labels(station=key.id).set(min(1.0, buffer.held_samples / capacity))
         self._touched.clear()
         return out
 
-    def _report(self, key: StationKey) -> None:
-        """Metrics and log lines for what the buffer counted since the last record."""
+    def _report(self, key: StationKey, record: bool = True) -> None:
+        """Metrics and log lines for what the buffer counted since the last call (``record``: the
+        call follows one added record, which ends an overlap episode when it repeats nothing)."""
         now, before = self.buffers[key].stats, self._stats[key]
         gaps = (now.gaps_interpolated + now.gaps_zero_filled + now.stretch_breaks
                 - before.gaps_interpolated - before.gaps_zero_filled - before.stretch_breaks)
@@ -95,8 +99,13 @@ class Intake:
             metrics.GAPS.labels(station=key.id).inc(gaps)
         if now.overlap_samples_dropped > before.overlap_samples_dropped:
             metrics.OVERLAPS.labels(station=key.id).inc()
-            log.warning("station %s: %d samples repeat data already received (overlap or clock jump backwards); "
-                        "dropped", key, now.overlap_samples_dropped - before.overlap_samples_dropped)
+            if key not in self._overlapping:  # one line per episode, not per record
+                self._overlapping.add(key)
+                log.warning("station %s: data repeats what was already received (overlap or clock jump backwards); "
+                            "dropping the repeated samples", key)
+        elif record and key in self._overlapping:
+            self._overlapping.discard(key)
+            log.info("station %s: data continues without overlap", key)
         for field, kind in (("bad_records", "bad_record"), ("rate_changes", "rate_change"),
                             ("dead_channel_outages", "dead_channel")):
             if getattr(now, field) > getattr(before, field):

@@ -14,13 +14,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from fdsn_server import free_port  # noqa: F401 (re-exported for the daemon tests)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(folder: Path, stations: str, weights: Path, extra: str = "") -> Path:
