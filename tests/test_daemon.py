@@ -13,7 +13,7 @@ import time
 import obspy
 import pytest
 
-from daemon_harness import daemon, free_port, scrape, settled, simulate, total, wait_for, write_config
+from daemon_harness import ROOT, daemon, free_port, scrape, settled, simulate, total, wait_for, write_config
 from eqt_monitor.associator import Associator
 from eqt_monitor.catalog import Catalog
 from eqt_monitor.config import load_config
@@ -76,7 +76,7 @@ def test_live_equals_replay_with_metrics_silent_station_and_sigterm(shared, orig
     quiet = '  - {network: CI, station: QUIET, channels: "HH?", latitude: 33.2, longitude: -115.6}\n'
     config_path = write_config(tmp_path, f"  - inventory: {inventory}\n{quiet}", original_weights)
     port, mport = free_port(), free_port()
-    server = simulate(archive, port, 10, tmp_path / "simulate.log")
+    server = simulate(archive, port, 20, tmp_path / "simulate.log")
     run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", SALTON_T0,
                  "--silent-after", "5")
     try:
@@ -122,8 +122,6 @@ def test_server_restarts_and_sigkill_lose_and_duplicate_nothing(shared, original
     """chile_2014, 30 min at 60x: the simulator is killed and restarted 3 times while streaming and
     the daemon is SIGKILLed once and restarted; the catalog ends with exactly the picks of replay
     (up to each station's settled time) and the events of one clean association over them."""
-    from test_replay import ROOT
-
     config = load_config(ROOT / "stations.yaml")
     stations = "".join(f"  - {{network: CX, station: {s.key.station}, channels: \"HH?\", latitude: {s.latitude}, "
                        f"longitude: {s.longitude}, elevation: {s.elevation}}}\n" for s in config.stations)
@@ -224,7 +222,7 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     db = tmp_path / "catalog.sqlite"
     run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", "2014-05-01T00:00:00")
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
-    server = simulate(f"file://{folder}", port, SPEED, tmp_path / "simulate.log")
+    server = simulate(f"file://{folder}", port, 2 * SPEED, tmp_path / "simulate.log")
     try:
         wait_for(lambda: "all data up to" in server.text(), 120, "the simulator to release all data")
         wait_settled_stable(db, 4, 6, 120)
