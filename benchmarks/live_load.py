@@ -27,16 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import obspy
-
-ROOT = Path(__file__).resolve().parents[1]
-CHILE_START = "2014-05-01T00:00:00"
-
-
-def shared_dir() -> Path:
-    path = Path(os.environ.get("EQT_SHARED", ROOT.parent / "shared")).resolve()
-    if not (path / "README.md").exists():
-        raise SystemExit(f"real data not found at {path} (set EQT_SHARED)")
-    return path
+from common import CHILE_START, ROOT, shared_dir
 
 
 def free_port() -> int:
