@@ -76,18 +76,28 @@ class UpsampleConv1D(layers.Layer):
 
 
 def _upsampled_convs(model: keras.Model) -> dict[str, layers.Conv1D]:
-    """Name of each ``UpSampling1D(2)`` whose only consumer is a ``same``, unit-stride, undilated
-    Conv1D → that Conv1D (upsamplings followed by cropping keep the plain path)."""
+    """Name of each ``UpSampling1D(2)`` whose output feeds only a ``same``, unit-stride, undilated
+    Conv1D in ``model``'s graph → that Conv1D (upsamplings followed by cropping keep the plain path)."""
+    consumers: dict[int, list] = {}
+    for layer in model.layers:
+        for tensor in _node(layer).input_tensors:
+            consumers.setdefault(id(tensor), []).append(layer)
     pairs = {}
     for layer in model.layers:
-        if not isinstance(layer, layers.Conv1D) or type(layer) is not layers.Conv1D:
+        if type(layer) is not layers.Conv1D or not _node(layer).input_tensors:
             continue
-        source = layer.input._keras_history.operation
+        tensor = _node(layer).input_tensors[0]
+        source = tensor._keras_history.operation
         if (isinstance(source, layers.UpSampling1D) and source.size == 2 and layer.padding == "same"
                 and layer.strides == (1,) and layer.dilation_rate == (1,) and layer.groups == 1
-                and len(source._outbound_nodes) == 1):
+                and consumers[id(tensor)] == [layer]):
             pairs[source.name] = layer
     return pairs
+
+
+def _node(layer):
+    """The node of ``layer`` in the graph it was built in (later calls add more nodes)."""
+    return layer._inbound_nodes[0]
 
 
 def inference_model(model: keras.Model) -> keras.Model:
@@ -104,8 +114,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
             continue
-        node = layer._inbound_nodes[0]
-        args = [value(t) for t in node.input_tensors]
+        args = [value(t) for t in _node(layer).input_tensors]
         if layer.name in pairs:  # the fused conv does the upsampling
             out = args[0]
         elif layer.name in fused:
