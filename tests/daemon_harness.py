@@ -86,9 +86,10 @@ def _listening(port: int) -> bool:
         return False
 
 
-def daemon(config: Path, source: str, metrics_port: int, log: Path, begin: str, *extra: str) -> Proc:
+def daemon(config: Path, source: str, metrics_port: int, log: Path, begin: str, *extra: str,
+           env: dict | None = None) -> Proc:
     return Proc(["run", "--config", str(config), "--source", source, "--metrics-addr", f"127.0.0.1:{metrics_port}",
-                 "--begin", begin, *extra], log)
+                 "--begin", begin, *extra], log, env)
 
 
 def settled(db: Path) -> dict[str, float]:

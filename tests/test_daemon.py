@@ -8,6 +8,8 @@ minute of data, which replay, at the end of the archive, does pick).
 from __future__ import annotations
 
 import signal
+import socket
+import threading
 import time
 
 import obspy
@@ -182,6 +184,15 @@ def assert_events_of_one_clean_association(events, config, picks, final):
 SPEED = 60
 
 
+def _read_all(sock: socket.socket, into: list[str]) -> None:
+    """Collect datagrams (as systemd does) until the socket is closed."""
+    while True:
+        try:
+            into.append(sock.recv(4096).decode())
+        except OSError:
+            return
+
+
 def _scrape_or_none(port):
     try:
         return scrape(port)
@@ -256,7 +267,8 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
 def test_fdsn_polling_and_sighup_reload(shared, original_weights, model, tmp_path):
     """Salton Sea from a real FDSN dataselect server, polled every 2 s: eight stations first, then
     SIGHUP with a config that drops two and adds six. The kept stations go on undisturbed, the
-    added ones are polled from --begin, and every final station's picks are replay's."""
+    added ones are polled from --begin, and every final station's picks are replay's. Started as
+    systemd would (``NOTIFY_SOCKET``, ``WATCHDOG_USEC``), it reports READY, WATCHDOG and STOPPING."""
     files = sorted((shared / "data/salton_sea_2020/mseed").iterdir())
     inventory = obspy.read_inventory(str(shared / "data/salton_sea_2020/stations.xml"))
     codes = sorted({sta.code for net in inventory for sta in net})
@@ -270,9 +282,14 @@ def test_fdsn_polling_and_sighup_reload(shared, original_weights, model, tmp_pat
     build_index(files, tmp_path / "index.sqlite")
     mport = free_port()
     db = tmp_path / "catalog.sqlite"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    messages: list[str] = []
+    threading.Thread(target=lambda: _read_all(notify, messages), daemon=True).start()
+    systemd = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"}
     with dataselect_server(tmp_path / "index.sqlite", tmp_path) as address:
         run = daemon(config_path, f"fdsn://{address}", mport, tmp_path / "run.log", SALTON_T0,
-                     "--poll-interval", "2")
+                     "--poll-interval", "2", env=systemd)
         try:
             wait_settled_stable(db, 8, 5, 120)
             kept_before = {k: v for k, v in settled(db).items() if k.split(".")[1] in second}
@@ -286,6 +303,9 @@ def test_fdsn_polling_and_sighup_reload(shared, original_weights, model, tmp_pat
             final = settled(db)
         finally:
             run.stop()
+    notify.close()
+    assert messages[0].startswith("READY=1\nSTATUS=monitoring 8 stations")
+    assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1"
     assert not any("CI." + c + "." in k for c in codes[:2] for k in values if k.startswith("eqt_monitor_records"))
     assert all(final[k] == v for k, v in kept_before.items())  # polled everything already: nothing re-read
     assert "overlap" not in run.text()
