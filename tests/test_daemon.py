@@ -7,6 +7,7 @@ minute of data, which replay, at the end of the archive, does pick).
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import threading
@@ -16,6 +17,7 @@ import obspy
 import pytest
 
 from daemon_harness import ROOT, daemon, free_port, scrape, settled, simulate, total, wait_for, write_config
+from eqt_monitor import seedlink_server
 from eqt_monitor.associator import Associator
 from eqt_monitor.catalog import Catalog
 from eqt_monitor.config import load_config
@@ -184,6 +186,23 @@ def assert_events_of_one_clean_association(events, config, picks, final):
 SPEED = 60
 
 
+def _corrupting(archive_records, station: str):
+    """``seedlink_server.archive_records`` with every 10th record of ``station`` zeroed after its
+    header, as a damaged record on the wire (libmseed refuses to decode it)."""
+    def corrupted(*args, **kwargs):
+        count = 0
+        for chunk_end, records in archive_records(*args, **kwargs):
+            out = []
+            for rec in records:
+                if rec.station == station:
+                    count += 1
+                    if count % 10 == 0:
+                        rec = dataclasses.replace(rec, data=rec.data[:64] + bytes(len(rec.data) - 64))
+                out.append(rec)
+            yield chunk_end, out
+    return corrupted
+
+
 def _read_all(sock: socket.socket, into: list[str]) -> None:
     """Collect datagrams (as systemd does) until the socket is closed."""
     while True:
@@ -201,10 +220,11 @@ def _scrape_or_none(port):
 
 
 def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(shared, original_weights, model,
-                                                                                tmp_path, sds):
-    """chile_2014, 25 min: CX.PB01 as recorded beside three copies of CX.PB02 that go wrong at
-    8 min: XX.RATE switches to 50 Hz, XX.GAP loses 10 minutes, XX.JUMP's clock jumps back 20 s.
-    Each gets its metric and a log line naming it; PB01's picks are replay's."""
+                                                                                tmp_path, sds, monkeypatch):
+    """chile_2014, 25 min: CX.PB01 as recorded beside four copies of CX.PB02 that go wrong at
+    8 min: XX.RATE switches to 50 Hz, XX.GAP loses 10 minutes, XX.JUMP's clock jumps back 20 s,
+    and every 10th record of XX.CORR is corrupt on the wire (the simulator runs in-process here
+    to corrupt it). Each gets its metric and a log line naming it; PB01's picks are replay's."""
     start, end = T("2014-05-01T00:00:00"), T("2014-05-01T00:25:00")
     st = obspy.read(str(sds / "2014/CX/*/HH?.D/*.121"), starttime=obspy.UTCDateTime(start),
                     endtime=obspy.UTCDateTime(end) - 0.005)
@@ -213,7 +233,7 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     folder.mkdir()
     st.select(station="PB01").write(str(folder / "PB01.mseed"), format="MSEED", reclen=512)
     cut = obspy.UTCDateTime(start + 480)
-    for code in ("RATE", "GAP", "JUMP"):
+    for code in ("RATE", "GAP", "JUMP", "CORR"):
         bad = st.select(station="PB02").copy()
         for tr in bad:
             tr.stats.network, tr.stats.station = "XX", code
@@ -222,21 +242,22 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
             after.decimate(2, no_filter=True)
         elif code == "GAP":
             after.trim(starttime=cut + 600)
-        else:
+        elif code == "JUMP":
             for tr in after:
                 tr.stats.starttime -= 20
         (before + after).write(str(folder / f"{code}.mseed"), format="MSEED", reclen=512)
     stations = '  - {network: CX, station: PB01, channels: "HH?"}\n' + "".join(
-        f'  - {{network: XX, station: {c}, channels: "HH?"}}\n' for c in ("RATE", "GAP", "JUMP"))
+        f'  - {{network: XX, station: {c}, channels: "HH?"}}\n' for c in ("RATE", "GAP", "JUMP", "CORR"))
     config_path = write_config(tmp_path, stations, original_weights)
     port, mport = free_port(), free_port()
     db = tmp_path / "catalog.sqlite"
     run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", "2014-05-01T00:00:00")
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
-    server = simulate(f"file://{folder}", port, 2 * SPEED, tmp_path / "simulate.log")
+    monkeypatch.setattr(seedlink_server, "archive_records", _corrupting(seedlink_server.archive_records, "CORR"))
+    server = seedlink_server.SeedLinkServer(f"file://{folder}", port=port, speed=2 * SPEED).start()
     try:
-        wait_for(lambda: "all data up to" in server.text(), 120, "the simulator to release all data")
-        wait_settled_stable(db, 4, 6, 120)
+        wait_for(lambda: server.log.finished, 120, "the simulator to release all data")
+        wait_settled_stable(db, 5, 6, 120)
         values = scrape(mport)[1]
         run.signal(signal.SIGTERM)
         assert run.wait(30) == 0
@@ -252,6 +273,8 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     assert values['eqt_monitor_overlaps_total{station="XX.JUMP."}'] >= 1
     lines = log.count("station XX.JUMP..HH?: data repeats what was already received (overlap or clock jump backwards)")
     assert 1 <= lines < values['eqt_monitor_overlaps_total{station="XX.JUMP."}']  # a line per episode, not per record
+    assert values['eqt_monitor_errors_total{kind="seedlink_decode"}'] >= 10
+    assert "undecodable record dropped" in log and "XX_CORR__HH" in log
     assert not any(k.startswith("eqt_monitor_gaps_total") and "CX.PB01" in k and v for k, v in values.items())
     config = load_config(config_path)
     good = [s for s in config.stations if s.key.station == "PB01"]

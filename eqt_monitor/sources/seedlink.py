@@ -112,6 +112,15 @@ class _Connection(SeedLinkConnection):
         owner._connected_once = True
         self.socket.settimeout(POLL_S)
 
+    def update_stream(self, slpacket: SLPacket) -> None:
+        """ObsPy's bookkeeping of a received packet; one it cannot decode is dropped there (with its
+        own log line) before we see it, so count it here."""
+        try:
+            super().update_stream(slpacket)
+        except SeedLinkException as exc:
+            self.owner._count_error("decode", f"undecodable record dropped: {' '.join(str(exc).split())}")
+            raise
+
     def receive_data(self, maxbytes: int, code: str) -> bytes:
         try:
             data = self.socket.recv(maxbytes)
