@@ -17,34 +17,41 @@ import numpy as np
 from keras import layers, ops
 
 
-def polyphase_kernel(kernel: np.ndarray) -> tuple[np.ndarray, int, int]:
+def input_offsets(k: int) -> tuple[int, int]:
+    """Lowest and highest offset ``d`` of the input sample ``i + d`` that output ``2i`` or ``2i + 1``
+    of a ``same`` Conv1D of kernel ``k`` after ``UpSampling1D(2)`` reads: tap ``m`` of output
+    ``2i + r`` reads ``floor((r + m - pad) / 2)``, ``pad = (k - 1) // 2`` (Keras' 'same' puts the
+    smaller half of the padding on the left)."""
+    pad = (k - 1) // 2
+    return (-pad) // 2, (k - pad) // 2
+
+
+def polyphase_kernel(kernel: np.ndarray) -> np.ndarray:
     """``(k, cin, cout)`` kernel of a ``same`` Conv1D applied after ``UpSampling1D(2)`` →
-    ``(taps, cin, 2 * cout)`` kernel on the un-upsampled input (phase-0 outputs first) and the
-    ``(left, right)`` zero padding that makes its valid convolution line up."""
+    ``(taps, cin, 2 * cout)`` kernel on the un-upsampled input, phase-0 outputs first."""
     k = kernel.shape[0]
-    pad = (k - 1) // 2  # Keras' 'same' puts the smaller half of the padding on the left
-    low, high = (-pad) // 2, (k - pad) // 2  # input offsets d of output 2i + r: floor((r + m - pad) / 2)
+    pad = (k - 1) // 2
+    low, high = input_offsets(k)
     taps = np.zeros((high - low + 1, kernel.shape[1], 2, kernel.shape[2]), dtype=np.float64)
     for r in (0, 1):
         for m in range(k):
             taps[(r + m - pad) // 2 - low, :, r, :] += kernel[m]
-    return taps.reshape(taps.shape[0], kernel.shape[1], 2 * kernel.shape[2]).astype(kernel.dtype), -low, high
+    return taps.reshape(taps.shape[0], kernel.shape[1], 2 * kernel.shape[2]).astype(kernel.dtype)
 
 
 @keras.saving.register_keras_serializable(package="eqt_monitor")
 class UpsampleConv1D(layers.Layer):
     """``UpSampling1D(2)`` then ``Conv1D(filters, k, padding='same', activation)``, computed polyphase
-    (see the module docstring); takes the original Conv1D's ``(kernel, bias)`` via ``set_weights``
-    of ``from_conv``."""
+    (see the module docstring); ``from_conv`` makes one from a Conv1D and its weights."""
 
     def __init__(self, filters: int, kernel_size: int, activation=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
         self.activation = keras.activations.get(activation)
-        pad = (kernel_size - 1) // 2
-        self.left, self.right = -((-pad) // 2), (kernel_size - pad) // 2
-        self.taps = self.left + self.right + 1
+        low, high = input_offsets(kernel_size)
+        self.left, self.right = -low, high  # zero padding that lines the valid convolution up
+        self.taps = high - low + 1
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(self.taps, input_shape[-1], 2 * self.filters), name="kernel")
@@ -55,9 +62,8 @@ class UpsampleConv1D(layers.Layer):
         """The polyphase twin of ``conv`` (which follows an ``UpSampling1D(2)``), with its weights."""
         layer = cls(conv.filters, conv.kernel_size[0], activation=conv.activation, name=name)
         kernel, bias = (np.asarray(w) for w in conv.get_weights())
-        taps, _, _ = polyphase_kernel(kernel)
         layer.build((None, None, kernel.shape[1]))
-        layer.set_weights([taps, bias])
+        layer.set_weights([polyphase_kernel(kernel), bias])
         return layer
 
     def call(self, inputs):
