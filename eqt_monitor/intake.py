@@ -12,7 +12,7 @@ import obspy
 
 from . import metrics
 from .buffer import BufferStats, GapPolicy, StationBuffer
-from .sources.base import matches
+from .sources.base import StationLookup
 from .types import SAMPLING_RATE, Segment, StationKey
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Intake:
         self._silent: set[StationKey] = set()
         self._overlapping: set[StationKey] = set()
         self._touched: set[StationKey] = set()
+        self._lookup = StationLookup()
         for key in keys:
             self.add_station(key)
 
@@ -40,6 +41,7 @@ class Intake:
     def add_station(self, key: StationKey) -> None:
         """Start buffering ``key`` (a new station, or one reset after a failure)."""
         self.buffers[key] = StationBuffer(key, policy=self.policy)
+        self._lookup.add(key)
         self._stats[key] = BufferStats()
         self._watch_from.setdefault(key, time.time())
 
@@ -50,15 +52,12 @@ class Intake:
         self._silent.discard(key)
         self._overlapping.discard(key)
         self._touched.discard(key)
+        self._lookup.remove(key)
         metrics.forget_station(key.id)
 
     def station_of(self, trace: obspy.Trace) -> StationKey | None:
         """The configured station a trace belongs to (None: not configured)."""
-        s = trace.stats
-        for key in self.buffers:
-            if matches(key, s.network, s.station, s.location, s.channel):
-                return key
-        return None
+        return self._lookup.find_trace(trace)
 
     def add(self, trace: obspy.Trace, arrived: float) -> StationKey | None:
         """Buffer one trace that arrived at wall time ``arrived``; returns its station."""

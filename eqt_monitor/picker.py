@@ -122,9 +122,15 @@ def snr_and_amplitude(data: np.ndarray, sample: int, window: int) -> tuple[float
     return round(20.0 * math.log10(signal95 / noise95), 1), amplitude
 
 
-def _phase_pick(trace: np.ndarray, sample: int, data: np.ndarray | None, window: int) -> PhasePick:
-    snr, amplitude = snr_and_amplitude(data, sample, window) if data is not None else (None, None)
-    return PhasePick(int(sample), float(trace[sample]), snr, amplitude)
+def with_snr(event: EventPicks, data: np.ndarray, window: int, first: int = 0) -> EventPicks:
+    """``event`` with SNR and amplitude on its picks, measured on raw ``data`` ``(n, 3)`` whose row 0
+    is sample ``first`` of the event's indices."""
+    def measured(pick: PhasePick | None) -> PhasePick | None:
+        if pick is None:
+            return None
+        snr, amplitude = snr_and_amplitude(data, pick.sample - first, window)
+        return pick._replace(snr=snr, amplitude=amplitude)
+    return event._replace(p=measured(event.p), s=measured(event.s))
 
 
 def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfig,
@@ -148,11 +154,10 @@ def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfi
         p_sample = int(candidates[np.argmax(p[candidates])]) if candidates.size else None
         if p_sample is not None:
             p_after = max(p_after, p_sample)
-        events.append(EventPicks(
-            start, end, float(np.mean(d[start:end + 1])),
-            None if p_sample is None else _phase_pick(p, p_sample, data, config.snr_window),
-            None if s_sample is None else _phase_pick(s, s_sample, data, config.snr_window),
-        ))
+        event = EventPicks(start, end, float(np.mean(d[start:end + 1])),
+                           None if p_sample is None else PhasePick(p_sample, float(p[p_sample])),
+                           None if s_sample is None else PhasePick(s_sample, float(s[s_sample])))
+        events.append(event if data is None else with_snr(event, data, config.snr_window))
     return events
 
 
@@ -201,7 +206,7 @@ class IncrementalPicker:
         held_end = self._first + len(d)
         complete, first_open = [], None
         p_after = max(-1, self._last_p - self._first)
-        for event in pick_events(d, self._probs[:, 1], self._probs[:, 2], self.config, self._data, p_after):
+        for event in pick_events(d, self._probs[:, 1], self._probs[:, 2], self.config, p_after=p_after):
             event = event.shifted(self._first)
             if event.start <= self._done_until:  # a run already emitted, seen again (or its cut-off rest)
                 self._done_until = max(self._done_until, self._run_end(event.end))
@@ -209,7 +214,7 @@ class IncrementalPicker:
             if not stretch_ended and event.end + 1 + self._after > held_end:
                 first_open = event.start
                 break
-            complete.append(event)
+            complete.append(with_snr(event, self._data, self.config.snr_window, self._first))
             self._done_until = self._run_end(event.end)
             if event.p is not None:
                 self._last_p = event.p.sample

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import obspy
 
@@ -40,14 +40,48 @@ def matches(key: StationKey, network: str, station: str, location: str, channel:
     )
 
 
+class StationLookup:
+    """Which of a set of stations a channel belongs to, in constant time per known channel id
+    (live ingest asks once per record, so a scan over thousands of stations would not do)."""
+
+    def __init__(self, stations: Iterable[StationKey] = ()) -> None:
+        self._by_station: dict[tuple[str, str, str], list[StationKey]] = {}
+        self._by_channel: dict[tuple[str, str, str, str], StationKey | None] = {}
+        for key in stations:
+            self.add(key)
+
+    def add(self, key: StationKey) -> None:
+        """Include ``key`` (again: no effect)."""
+        group = self._by_station.setdefault((key.network, key.station, key.location), [])
+        if key not in group:
+            group.append(key)
+            self._by_channel.clear()
+
+    def remove(self, key: StationKey) -> None:
+        """Leave ``key`` out from now on."""
+        group = self._by_station.get((key.network, key.station, key.location), [])
+        if key in group:
+            group.remove(key)
+            self._by_channel.clear()
+
+    def find(self, network: str, station: str, location: str, channel: str) -> StationKey | None:
+        """The first station (in the order added) that channel ``NET.STA.LOC.CHA`` belongs to, or None."""
+        channel_id = (network, station, location, channel)
+        if channel_id not in self._by_channel:
+            group = self._by_station.get((network, station, location), [])
+            self._by_channel[channel_id] = next((k for k in group if matches(k, *channel_id)), None)
+        return self._by_channel[channel_id]
+
+    def find_trace(self, trace: obspy.Trace) -> StationKey | None:
+        """The station ``trace`` belongs to, or None."""
+        s = trace.stats
+        return self.find(s.network, s.station, s.location, s.channel)
+
+
 def select(stream: obspy.Stream, stations: Sequence[StationKey]) -> obspy.Stream:
     """The traces of ``stream`` that belong to any of ``stations`` (same objects, no copy)."""
-    keep = [
-        tr
-        for tr in stream
-        if any(matches(k, tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel) for k in stations)
-    ]
-    return obspy.Stream(keep)
+    lookup = StationLookup(stations)
+    return obspy.Stream([tr for tr in stream if lookup.find_trace(tr) is not None])
 
 
 class Source(ABC):

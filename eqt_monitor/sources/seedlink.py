@@ -34,7 +34,7 @@ from obspy.clients.seedlink.slpacket import SLPacket
 
 from .. import metrics
 from ..types import StationKey
-from .base import Source, SourceError, matches, select
+from .base import Source, SourceError, StationLookup, select
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ class SeedLinkSource(Source):
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
         self._keys: list[StationKey] = []
+        self._lookup = StationLookup()
         self._attempts = 0  # connection attempts since data last flowed
         self._connected_once = False
         self._lock = threading.Lock()
@@ -238,6 +239,7 @@ class SeedLinkSource(Source):
         if not stations:
             raise SourceError(f"source {self.uri!r}: no stations to ask for")
         self._keys = list(stations)
+        self._lookup = StationLookup(self._keys)
         conn = _Connection(self)
         conn.set_sl_address(self.address)
         conn.keepalive, conn.netto, conn.netdly = self.keepalive, self.net_timeout, 0.01
@@ -324,7 +326,7 @@ class SeedLinkSource(Source):
             self._count_error("decode", f"undecodable record: {exc}")
             return
         s = trace.stats
-        if not any(matches(k, s.network, s.station, s.location, s.channel) for k in self._keys):
+        if self._lookup.find_trace(trace) is None:
             self._count_error("unexpected_stream", f"dropping record of unrequested stream {trace.id}", logging.DEBUG)
             return
         end = (s.endtime + s.delta).timestamp if s.sampling_rate else s.endtime.timestamp
