@@ -52,6 +52,8 @@ class DaemonSettings:
     silent_after: float = 120.0  # a station without data this long is flagged
     rolling_s: float = 86400.0  # the rolling QuakeML holds events this far back from the association horizon
     shutdown_bound: float = 30.0  # SIGTERM → exit within this (else a hard exit, status 1)
+    max_batches_per_step: int = 8  # model calls per loop turn: a backlog is worked off in turns that
+    # still commit, ping the watchdog and see SIGTERM/SIGHUP
 
 
 class Daemon:
@@ -167,11 +169,16 @@ class Daemon:
         self._stop.set()
 
     def _step(self, wait: float | None = None) -> None:
-        """Take what arrived (waiting at most ``wait`` s, default: until the batch deadline or 0.2 s),
-        feed, predict and write."""
+        """Take what arrived (waiting at most ``wait`` s, default: not at all with a full batch
+        waiting, else until the batch deadline or 0.2 s), feed, predict (at most
+        ``max_batches_per_step`` batches) and write."""
         if wait is None:
-            wait = 0.2 if self._pending_since is None else max(0.0, self._pending_since + self.settings.batch_wait
-                                                                - time.monotonic())
+            if self.engine.pending_windows >= self.engine.config.batch_size:  # a backlog: no waiting
+                wait = 0.0
+            elif self._pending_since is None:
+                wait = 0.2
+            else:
+                wait = max(0.0, self._pending_since + self.settings.batch_wait - time.monotonic())
         self._last_loop = time.monotonic()
         try:
             items = [self._queue.get(timeout=wait)] if wait > 0 else []
@@ -189,13 +196,14 @@ class Daemon:
         for segment in self.intake.ready():
             if segment.station in self.intake.buffers:
                 self.engine.feed(segment)
-        self._write(self.engine.process())
+        cap = self.settings.max_batches_per_step
+        self._write(self.engine.process(max_batches=cap))
         if self.engine.pending_windows:
             now = time.monotonic()
             if self._pending_since is None:
                 self._pending_since = now
             elif now - self._pending_since >= self.settings.batch_wait:
-                self._write(self.engine.process(flush=True))
+                self._write(self.engine.process(flush=True, max_batches=cap))
         if not self.engine.pending_windows:
             self._pending_since = None
 

@@ -284,7 +284,7 @@ class Engine:
 
     @property
     def pending_windows(self) -> int:
-        """Windows taken but not yet predicted (fewer than a batch after ``process()``)."""
+        """Windows taken but not yet predicted (fewer than a batch after an uncapped ``process()``)."""
         return len(self._queue)
 
     def remove(self, station: StationKey) -> None:
@@ -320,14 +320,17 @@ class Engine:
         ``on_station_error`` set, a segment the station cannot take drops that station."""
         self._guarded(segment.station, lambda: self.stream(segment.station).feed(segment))
 
-    def process(self, flush: bool = False) -> EngineOutput:
+    def process(self, flush: bool = False, max_batches: int | None = None) -> EngineOutput:
         """Predict the ready windows of all stations in full batches (with ``flush``, also the last
         partial batch), stack them, and return what became final since the last call. ``flush``
-        never ends a stretch: only a segment marked ``stretch_end`` does."""
+        never ends a stretch: only a segment marked ``stretch_end`` does. ``max_batches``: predict
+        at most this many batches now and leave the rest queued (a caller catching up on a backlog
+        stays responsive); the results do not depend on it."""
         for station in self.stations:
             self._queue.extend(self._guarded(station, self._streams[station].take_windows) or [])
-        windows = 0
-        while self._queue and (flush or len(self._queue) >= self.config.batch_size):
+        windows, batches = 0, 0
+        while self._queue and (flush or len(self._queue) >= self.config.batch_size) and batches != max_batches:
+            batches += 1
             jobs = [self._queue.popleft() for _ in range(min(self.config.batch_size, len(self._queue)))]
             for job, output in zip(jobs, self.predictor.predict(np.stack([job.data for job in jobs]))):
                 if job.stretch.station in self._streams:  # not dropped by a failure earlier in this batch

@@ -167,6 +167,24 @@ def test_pieces_replayed_separately_pick_like_the_whole_away_from_the_cut(chile_
     assert [p for p in pieces if abs(p.time - (start + cut / 100)) > 65] == far
 
 
+def test_a_capped_process_works_off_a_backlog_in_turns_with_the_same_output(chile_30min):
+    feeds = [seg for key, start, data in chile_30min for seg in segments(key, start, data, [len(data)])]
+    whole_probs, whole_picks, whole_dets = collect(run(Engine(envelope_model, EngineConfig(batch_size=8)), feeds))
+    engine = Engine(envelope_model, EngineConfig(batch_size=8))
+    for segment in feeds:
+        engine.feed(segment)
+    turns = [engine.process(flush=True, max_batches=1)]
+    while engine.pending_windows:
+        assert turns[-1].windows == 8
+        turns.append(engine.process(flush=True, max_batches=1))
+    assert len(turns) > 10
+    probs, picks, dets = collect(turns)
+    assert len(whole_picks) > 20 and picks == whole_picks and dets == whole_dets
+    for key, start, data in chile_30min:
+        assert_covers(probs[key], start, len(data))
+        assert np.array_equal(np.concatenate([s.p for s in probs[key]]), np.concatenate([s.p for s in whole_probs[key]]))
+
+
 def test_flush_predicts_partial_batches_but_never_ends_a_stretch(chile_30min):
     key, start, data = chile_30min[0]
     engine = Engine(envelope_model, EngineConfig(batch_size=64))
