@@ -223,8 +223,10 @@ class Daemon:
         if detections:
             self.catalog.add_detections(detections, model=self.model_name, weights_sha256=self.weights_sha256)
             metrics.DETECTIONS.inc(len(detections))
-        if out.windows and not self.engine.pending_windows:
-            self._oldest_unpredicted.clear()
+        if out.windows:  # stations whose windows were all predicted start their latency clock afresh
+            waiting = self.engine.pending_stations
+            for key in [k for k in self._oldest_unpredicted if k not in waiting]:
+                del self._oldest_unpredicted[key]
         self.progress.advance({k: self.engine.stream(k).settled_until for k in self.engine.stations})
 
     def _station_failed(self, key: StationKey, exc: Exception) -> None:

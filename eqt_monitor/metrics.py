@@ -51,7 +51,7 @@ INFERENCE_SECONDS = Histogram("eqt_monitor_inference_seconds", "Duration of one 
 # picks, detections, events
 PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
                          "From the arrival of the data a pick was made on to the pick being written",
-                         buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
+                         buckets=(1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
 PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
 DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)

@@ -287,6 +287,11 @@ class Engine:
         """Windows taken but not yet predicted (fewer than a batch after an uncapped ``process()``)."""
         return len(self._queue)
 
+    @property
+    def pending_stations(self) -> set[StationKey]:
+        """Stations with windows taken but not yet predicted."""
+        return {job.stretch.station for job in self._queue}
+
     def remove(self, station: StationKey) -> None:
         """Forget a station: its stream, held data and windows waiting for the model."""
         stream = self._streams.pop(station, None)
