@@ -8,6 +8,7 @@ pick latency p50/p95 (interpolated in the histogram's buckets), windows/s while 
 mean batch size and the daemon's RSS when it was ready and at the end; ``--json`` writes the same.
 
     python benchmarks/live_load.py --stations 200 --step 1000 --speed 1 --duration 3600 --json out.json
+    python benchmarks/live_load.py --stations 200 --speed 3 4 5 6 --duration 600   # capacity at p95 <= 15 s
 
 Real time is ``--speed 1``; a faster clock puts proportionally more load on the daemon (N
 stations at speed X ≈ N·X stations in real time, minus per-station overheads).
@@ -98,7 +99,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, speed: float) -> dict:
+    """One load run of ``args.stations`` stations served at ``speed``; the figures as a dict."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cli = [sys.executable, "-m", "eqt_monitor.cli"]
     with tempfile.TemporaryDirectory(prefix="eqt-live-load-") as tmp:
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> dict:
         rss_start = rss_mb(daemon.pid)
         sim_log = folder / "simulate.log"
         sim = subprocess.Popen([*cli, "simulate", "--source", f"file://{folder / 'mseed'}", "--port", str(port),
-                                "--speed", str(args.speed), "--start", CHILE_START],
+                                "--speed", str(speed), "--start", CHILE_START],
                                stdout=open(sim_log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         t0 = time.monotonic()
         last_windows, last_change = -1.0, time.monotonic()
@@ -144,8 +146,8 @@ def run(args: argparse.Namespace) -> dict:
             sim.wait(30)
     batches = series.get("eqt_monitor_inference_batch_size_count", 0.0)
     return {
-        "stations": args.stations, "step": args.step, "speed": args.speed, "duration_s": args.duration,
-        "station_equivalents_realtime": args.stations * args.speed,
+        "stations": args.stations, "step": args.step, "speed": speed, "duration_s": args.duration,
+        "station_equivalents_realtime": args.stations * speed,
         "wall_s": round(wall, 1), "windows": int(last_windows),
         "windows_per_s": round(last_windows / wall, 1) if wall > 0 else None,
         "mean_batch": round(series.get("eqt_monitor_inference_batch_size_sum", 0.0) / batches, 1) if batches else None,
@@ -161,7 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--step", type=int, default=1000, help="window step in samples (default 1000 = 10 s)")
-    parser.add_argument("--speed", type=float, default=1.0, help="simulator clock speed-up (default 1: real time)")
+    parser.add_argument("--speed", type=float, nargs="+", default=[1.0],
+                        help="simulator clock speed-up (default 1: real time); several: one run each, and the "
+                             "capacity is the most station-equivalents whose p95 pick latency is within --max-p95")
+    parser.add_argument("--max-p95", type=float, default=15.0, help="pick latency p95 bound for the capacity (s)")
     parser.add_argument("--duration", type=float, default=3600.0, help="seconds of data (default 3600)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="give up after this many wall seconds")
     parser.add_argument("--settle", type=float, default=30.0,
@@ -169,12 +174,30 @@ def main() -> None:
                              "(an overloaded daemon predicts its backlog in long calls; default 30)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    result = run(args)
+    runs = []
+    for speed in args.speed:
+        runs.append(run(args, speed))
+        print_run(runs[-1])
+    result: dict = runs[0] if len(runs) == 1 else {"runs": runs, "max_p95_s": args.max_p95,
+                                                   "capacity_station_equivalents": capacity(runs, args.max_p95)}
+    if len(runs) > 1:
+        print(f"capacity: {result['capacity_station_equivalents']} station-equivalents with pick latency p95 <= "
+              f"{args.max_p95:g} s (step {args.step} samples)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def print_run(result: dict) -> None:
     width = max(map(len, result))
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(flush=True)
+
+
+def capacity(runs: list[dict], max_p95: float) -> float | None:
+    """The most station-equivalents of a run whose pick latency p95 was within ``max_p95`` (None: none was)."""
+    within = [r["station_equivalents_realtime"] for r in runs if r["pick_latency_p95_s"] <= max_p95]
+    return max(within) if within else None
 
 
 if __name__ == "__main__":
