@@ -51,13 +51,18 @@ def model(original_weights):
     return load_model("original", original_weights)
 
 
-def replay_picks(model, config, start, end, source):
-    return replay(config, start=start, end=end, predict_fn=model.predict, model_name="original",
-                  weights_sha256=model.weights_sha256, source=source, progress=False)[1]
-
-
-def settled_picks(picks, until: dict[str, float]):
+def replay_settled_picks(model, config, start, end, source, until: dict[str, float]):
+    """Replay's picks over the span, up to each station's settled time ``until`` (what live must equal)."""
+    picks = replay(config, start=start, end=end, predict_fn=model.predict, model_name="original",
+                   weights_sha256=model.weights_sha256, source=source, progress=False)[1]
     return [p for p in picks if p.time < until[p.station.id]]
+
+
+def sigterm(run, db) -> dict[str, float]:
+    """Stop the daemon as systemd does; it must exit 0 within 30 s. Returns the progress it left."""
+    run.signal(signal.SIGTERM)
+    assert run.wait(30) == 0
+    return settled(db)
 
 
 def wait_settled_stable(db, stations: int, beyond: float, seconds: float, timeout: float) -> dict[str, float]:
@@ -103,16 +108,14 @@ def test_live_equals_replay_with_metrics_silent_station_and_sigterm(shared, orig
         assert 'name="original"' in next(k for k in values if k.startswith("eqt_monitor_model_info"))
         assert "station CI.QUIET..HH?: no data for" in run.text()
         t0 = time.monotonic()
-        run.signal(signal.SIGTERM)
-        assert run.wait(30) == 0
+        final = sigterm(run, db)  # as the drain at SIGTERM left it
         assert time.monotonic() - t0 < 30
-        final = settled(db)  # as the drain at SIGTERM left it
     finally:
         run.stop()
         server.stop()
 
     config = load_config(config_path)
-    expected = settled_picks(replay_picks(model, config, T(SALTON_T0), T(SALTON_T0) + 300, archive), final)
+    expected = replay_settled_picks(model, config, T(SALTON_T0), T(SALTON_T0) + 300, archive, final)
     with Catalog(db) as catalog:
         live = catalog.picks()
         events = catalog.events()
@@ -157,9 +160,7 @@ def test_server_restarts_and_sigkill_lose_and_duplicate_nothing(shared, original
         wait_for(lambda: "all data up to" in server.text(), 180, "the simulator to release all data")
         wait_for(lambda: settled(db) != before, 60, "the restarted daemon to make progress")
         wait_settled_stable(db, 2, T(end) - 200, 6, 180)
-        run.signal(signal.SIGTERM)
-        assert run.wait(30) == 0
-        final = settled(db)
+        final = sigterm(run, db)
     finally:
         run.stop()
         server.stop()
@@ -167,7 +168,7 @@ def test_server_restarts_and_sigkill_lose_and_duplicate_nothing(shared, original
     assert min(final.values()) > T(end) - 200
     # the archive goes on before `start`: replay's first windows see earlier data, the stream's do not
     from_ = T(start) + CONTEXT_S
-    expected = [p for p in settled_picks(replay_picks(model, config, T(start), T(end), source), final) if p.time >= from_]
+    expected = [p for p in replay_settled_picks(model, config, T(start), T(end), source, final) if p.time >= from_]
     with Catalog(db) as catalog:
         live, events = catalog.picks(), catalog.events()
     assert expected, "the half hour has picks"
@@ -261,9 +262,7 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
         wait_for(lambda: server.log.finished, 120, "the simulator to release all data")
         wait_settled_stable(db, 5, end - 300, 6, 180)
         values = scrape(mport)[1]
-        run.signal(signal.SIGTERM)
-        assert run.wait(30) == 0
-        final = settled(db)
+        final = sigterm(run, db)
     finally:
         run.stop()
         server.stop()
@@ -282,7 +281,7 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     good = [s for s in config.stations if s.key.station == "PB01"]
     from dataclasses import replace
 
-    expected = settled_picks(replay_picks(model, replace(config, stations=good), start, end, f"file://{folder}"), final)
+    expected = replay_settled_picks(model, replace(config, stations=good), start, end, f"file://{folder}", final)
     with Catalog(db) as catalog:
         live = catalog.picks(stations=[good[0].key])
     assert expected
@@ -323,9 +322,7 @@ def test_fdsn_polling_and_sighup_reload(shared, original_weights, model, tmp_pat
             wait_for(lambda: "reload: 6 station(s) added, 2 removed, 6 kept" in run.text(), 30, "the reload line")
             wait_settled_stable(db, 14, T(SALTON_T0) + 90, 5, 180)
             values = scrape(mport)[1]
-            run.signal(signal.SIGTERM)
-            assert run.wait(30) == 0
-            final = settled(db)
+            final = sigterm(run, db)
         finally:
             run.stop()
     notify.close()
@@ -336,7 +333,7 @@ def test_fdsn_polling_and_sighup_reload(shared, original_weights, model, tmp_pat
     assert "overlap" not in run.text()
     config = load_config(config_path)
     archive = f"file://{shared}/data/salton_sea_2020/mseed"
-    expected = settled_picks(replay_picks(model, config, T(SALTON_T0), T(SALTON_T0) + 300, archive), final)
+    expected = replay_settled_picks(model, config, T(SALTON_T0), T(SALTON_T0) + 300, archive, final)
     with Catalog(db) as catalog:
         live = catalog.picks(stations=[s.key for s in config.stations])
     assert len({p.station for p in live}) >= 8
