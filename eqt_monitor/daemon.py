@@ -8,6 +8,7 @@ health. SIGTERM drains and exits 0; SIGHUP reloads the stations.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -272,13 +273,17 @@ class Daemon:
         if events:
             metrics.EVENTS.inc(len(events))
             log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
-            inventory = read_inventories(self.config.inventories)
-            if inventory is not None:
+            if self.inventory is not None:
                 try:
-                    add_magnitudes(self.catalog, events, self._fetch_merged, inventory)
+                    add_magnitudes(self.catalog, events, self._fetch_merged, self.inventory)
                 except Exception as exc:  # a magnitude is not worth the service
                     metrics.ERRORS.labels(kind="magnitude").inc()
                     log.warning("magnitudes of %d event(s) failed: %s", len(events), exc)
+
+    @functools.cached_property
+    def inventory(self) -> obspy.Inventory | None:
+        """The config's StationXML files (responses for ML), read once; a reload reads them again."""
+        return read_inventories(self.config.inventories)
 
     def _fetch_merged(self, keys: list[StationKey], start: float, end: float) -> obspy.Stream:
         """Raw waveforms for magnitudes, records merged into traces (live sources hand out records)."""
@@ -321,6 +326,7 @@ class Daemon:
         old_keys, new_keys = set(self.intake.keys), {s.key for s in new.stations}
         self.commit()
         self.config = new
+        self.__dict__.pop("inventory", None)  # drop the cached StationXML: the files may have changed
         changed = [uri for uri in set(old_groups) | set(new_groups)
                    if sorted(old_groups.get(uri, []), key=str) != sorted(new_groups.get(uri, []), key=str)]
         polled: dict[StationKey, float] = {}
