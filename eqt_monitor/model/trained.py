@@ -54,4 +54,4 @@ def record(model: str, path: str | Path, sha256: str) -> None:
 
 def trained(model: str) -> list[TrainedWeights]:
     """The trained weights of ``model`` whose file still exists, oldest first."""
-    return [e for e in _read() if e.model == model and e.status() != "missing"]
+    return [e for e in _read() if e.model == model and e.path.is_file()]
