@@ -179,14 +179,14 @@ def test_handshake_selectors_and_info_on_a_raw_socket(server):
 
 
 def test_resume_from_a_sequence_number_gives_exactly_the_records_after_it(server):
-    wait_released(server, (T0 + 600).timestamp)
+    wait_released(server, float("inf"))  # the whole span: no record is released between the two fetches
     everything = fetch_all(server.port)
     seqs = [s for s, _ in everything]
     assert len(seqs) > 100 and seqs == sorted(seqs)
     k = len(everything) // 3
     resumed = fetch_all(server.port, seq=seqs[k])
-    assert resumed == everything[k + 1:len(resumed) + k + 1]
-    assert resumed[0][0] > seqs[k] and len(resumed) >= len(everything) - k - 1
+    assert resumed == everything[k + 1:]
+    assert resumed[0][0] > seqs[k]
 
 
 def test_restarted_server_numbers_and_packs_records_identically(sds, server):
