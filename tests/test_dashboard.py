@@ -1,14 +1,13 @@
-"""deploy/grafana-dashboard.json only uses metrics the registry defines (with the suffixes the
+"""eqt_monitor/deploy/grafana-dashboard.json only uses metrics the registry defines (with the suffixes the
 text format gives them), and shows every metric the registry has."""
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from eqt_monitor import metrics
+from eqt_monitor import deploy, metrics
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana-dashboard.json"
+DASHBOARD = deploy.path("grafana-dashboard.json")
 SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"]}
 
 

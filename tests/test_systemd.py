@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parents[1] / "systemd" / "eqt-monitor.service"
+from eqt_monitor import deploy
+
+UNIT = deploy.path("eqt-monitor.service")
 
 
 def test_unit_has_the_hardening_the_service_relies_on():

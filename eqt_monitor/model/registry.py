@@ -1,4 +1,4 @@
-"""Published weight sets (``models/registry.yaml``): finding them locally, downloading, verifying."""
+"""Published weight sets (``eqt_monitor/zoo/registry.yaml``): finding them locally, downloading, verifying."""
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,4 @@
-"""Model specs: one YAML file per variant in ``models/`` (installed as ``eqt_monitor.zoo``)."""
+"""Model specs: one YAML file per variant in ``eqt_monitor/zoo/``."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +19,7 @@ PUBLISHED = ("original", "conservative")  # listed first, in this order
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The architecture of one EQTransformer variant (see ``models/original.yaml`` for the fields)."""
+    """The architecture of one EQTransformer variant (see ``eqt_monitor/zoo/original.yaml`` for the fields)."""
 
     name: str
     description: str

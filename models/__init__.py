@@ -1,1 +1,0 @@
-"""Model specs (one YAML per variant) and the published-weights registry; installed as ``eqt_monitor.zoo``."""
