@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training import evaluate as ev
+from ..training import metrics as ev
 from ..training.metrics import METRIC_NAMES
 
 NAME = "evaluate"
@@ -41,7 +41,12 @@ def format_report(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the report, write the JSON."""
-    result = ev.evaluate(
+    from ..model.backend import configure
+
+    configure(None)
+    from ..training.evaluate import evaluate  # Keras: imported only when evaluating
+
+    result = evaluate(
         args.model,
         args.hdf5,
         args.csv,

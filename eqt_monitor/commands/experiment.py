@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiments and print their tables."""
+    from ..model.backend import configure
+
+    configure(None)
     from ..training.experiment import run_experiments  # Keras: imported only when running
 
     for table in run_experiments(args.config):

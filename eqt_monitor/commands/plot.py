@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the waveforms, re-run the model around the event, draw."""
+    with open_existing(args.db) as catalog:  # the catalog and the event are checked before Keras loads
+        event = catalog.event(args.event_id)
+        last = catalog.last_run()
+    uris = [args.source] if args.source else (last.source.split(",") if last else [])
+    if not uris:
+        raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
     from ..model.backend import configure
 
     configure(args.backend)
@@ -38,12 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from ..sources.base import open_source
     from ..stream import EngineConfig
 
-    with open_existing(args.db) as catalog:
-        event = catalog.event(args.event_id)
-        last = catalog.last_run()
-    uris = [args.source] if args.source else (last.source.split(",") if last else [])
-    if not uris:
-        raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
     name = args.model or (last.model if last else "original")
     loaded = load_model(name, args.weights)
     if last and not args.weights and loaded.weights_sha256 != last.weights_sha256:

@@ -40,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     if args.silent_after <= 0 or args.poll_interval <= 0:
         raise UserError("--silent-after and --poll-interval must be positive")
 
-    from .. import metrics
-    from ..daemon import Daemon, DaemonSettings
     from ..model.backend import configure
-    from ..model.load import load_model
 
     configure(config.model.backend)
+    from .. import metrics
+    from ..daemon import Daemon, DaemonSettings
+    from ..model.load import load_model
+
     loaded = load_model(config.model.name, config.model.weights)
     sha = loaded.weights_sha256 or "random"
     metrics.set_model_info(config.model.name, sha, config.model.backend)

@@ -5,8 +5,6 @@ import argparse
 import logging
 import signal
 
-from obspy import UTCDateTime
-
 from ..errors import UserError
 
 NAME = "simulate"
@@ -16,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def _time(text: str) -> float:
+    from obspy import UTCDateTime
+
     try:
         return UTCDateTime(text).timestamp
     except Exception as exc:
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.buffer < 1:
         raise UserError(f"simulate: --buffer must be at least 1, got {args.buffer}")
+    from obspy import UTCDateTime
+
     server = SeedLinkServer(args.source, host=args.host, port=args.port, speed=args.speed, start=args.start,
                             end=args.end, buffer_records=args.buffer).start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the result is."""
+    from ..model.backend import configure
+
+    configure(None)
     from ..training.augment import AugmentationRates
     from ..training.trainer import TrainConfig, train  # Keras: imported only when training
 

@@ -10,14 +10,8 @@ from tqdm import tqdm
 
 from ..picker import pick_window
 from ..windows import normalize
-from .metrics import MetricTally
+from .metrics import DETECTION_THRESHOLD, P_THRESHOLD, S_THRESHOLD, TOLERANCE_S, MetricTally
 from .stead import SteadDataset
-
-TOLERANCE_S = 0.5
-# EQTransformer's mseed_predictor defaults
-DETECTION_THRESHOLD = 0.3
-P_THRESHOLD = 0.1
-S_THRESHOLD = 0.1
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, 6000, 3) float32 -> (n, 6000, 3) [D, P, S]
 

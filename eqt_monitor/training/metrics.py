@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 PHASES = ("p", "s")
+TOLERANCE_S = 0.5  # a pick within this of the label is a true positive
+# EQTransformer's mseed_predictor defaults
+DETECTION_THRESHOLD = 0.3
+P_THRESHOLD = 0.1
+S_THRESHOLD = 0.1
 _PHASE_METRICS = ("precision", "recall", "f1", "mae", "rmse", "tp", "fp", "tn", "fn")
 METRIC_NAMES: tuple[str, ...] = (
     "det_precision",
