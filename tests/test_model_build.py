@@ -15,6 +15,7 @@ import pytest
 
 from eqt_monitor.errors import ConfigError, UserError
 from eqt_monitor.model.eqt import build_model
+from eqt_monitor.model.params import count_params
 from eqt_monitor.model.spec import ModelSpec, get_spec, list_specs, load_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,12 @@ def test_published_parameter_counts():
     # numbers from the published files (Keras 2 model.count_params())
     assert built("original").count_params() == 373_495
     assert built("conservative").count_params() == 378_311
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_parameter_count_from_the_spec_equals_the_built_model(name):
+    # `models list` counts from the spec so that it never builds a model
+    assert count_params(get_spec(name)) == built(name).count_params()
 
 
 def test_variants_differ_from_original_where_their_specs_say():

@@ -78,6 +78,15 @@ def test_pull_reports_unreachable_and_missing_urls(served, tmp_path):
         registry.pull("original", cache=tmp_path, url=f"{served['url']}/nothing.h5")
 
 
+def test_a_failed_pull_names_the_offline_routes_and_a_verified_copy(served, tmp_path, monkeypatch):
+    monkeypatch.setenv("EQT_MONITOR_WEIGHTS", str(served["root"]))  # holds EqT_original_model.h5
+    with pytest.raises(WeightsError) as failed:
+        registry.pull("original", cache=tmp_path / "empty", url=_closed_port_url())
+    message = str(failed.value)
+    assert "\n" not in message and "--weights PATH" in message and "EQT_MONITOR_WEIGHTS" in message
+    assert f"a verified copy is already at {served['root'] / 'EqT_original_model.h5'}" in message
+
+
 def test_cli_pull_uses_the_cache_variable_and_refuses_tampered(served, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EQT_MONITOR_CACHE", str(tmp_path / "cache"))
     assert cli.main(["models", "pull", "original", "--url", f"{served['url']}/tampered.h5"]) == 2

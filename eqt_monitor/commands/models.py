@@ -45,11 +45,12 @@ def _published_status(name: str) -> str:
 
 
 def list_models() -> list[tuple[str, int, str]]:
-    """``(name, parameter count, weights status)`` for every spec in the zoo."""
-    from ..model.eqt import build_model
+    """``(name, parameter count, weights status)`` for every spec in the zoo (counted from the spec:
+    no model is built, so Keras is not loaded)."""
+    from ..model.params import count_params
     from ..model.spec import list_specs
 
-    return [(spec.name, build_model(spec).count_params(), _weights_status(spec.name, spec.weights)) for spec in list_specs()]
+    return [(spec.name, count_params(spec), _weights_status(spec.name, spec.weights)) for spec in list_specs()]
 
 
 def run(args: argparse.Namespace) -> int:

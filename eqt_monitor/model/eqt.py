@@ -21,11 +21,9 @@ from .layers import (
     SeqSelfAttention,
     hard_sigmoid_keras2,
 )
-from .spec import ModelSpec
+from .spec import HEAD_KERNEL, N_CHANNELS, ModelSpec
 
-N_CHANNELS = 3  # [E, N, Z]
 OUTPUT_NAMES = ("detector", "picker_P", "picker_S")
-HEAD_KERNEL = 11
 # the published models' regularisation of the encoder and decoder convolutions
 CONV_REGULARISATION = {"kernel_regularizer": {"l2": 1e-6}, "bias_regularizer": {"l1": 1e-4}}
 

@@ -14,11 +14,12 @@ from ..errors import UserError, WeightsError
 from ..inference import compile_forward
 from ..types import WINDOW_SAMPLES
 from . import registry
-from .eqt import N_CHANNELS, build_model
+from .eqt import build_model
 from .fast import inference_model
 from .layers import MonteCarloSpatialDropout1D
-from .spec import ModelSpec, get_spec
-from .weights import load_weights, saved_recurrent_activation, sha256_file
+from .registry import sha256_file
+from .spec import N_CHANNELS, ModelSpec, get_spec
+from .weights import load_weights, saved_recurrent_activation
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError, UserError, WeightsError
-from .weights import sha256_file
 
 log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60
@@ -70,6 +69,15 @@ def get_weight_set(name: str) -> WeightSet:
 def cache_dir() -> Path:
     """``$EQT_MONITOR_CACHE``, default ``~/.cache/eqt-monitor``."""
     return Path(os.environ.get("EQT_MONITOR_CACHE") or Path.home() / ".cache" / "eqt-monitor")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in _read_chunks(f):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def verify(path: str | Path, weight_set: WeightSet) -> str:
@@ -172,4 +180,16 @@ def pull(name: str, cache: str | Path | None = None, url: str | None = None) -> 
             errors.append(f"{candidate}: HTTP {exc.code} {exc.reason}")
         except (urllib.error.URLError, OSError) as exc:
             errors.append(f"{candidate}: {getattr(exc, 'reason', exc)}")
-    raise WeightsError(f"cannot download {name!r} weights: {'; '.join(errors)}")
+    raise WeightsError(f"cannot download {name!r} weights: {'; '.join(errors)}; {_offline_routes(weight_set)}")
+
+
+def _offline_routes(weight_set: WeightSet) -> str:
+    """How to get ``weight_set`` without the network, naming a verified local copy if one is known."""
+    routes = (f"offline: 'eqt-monitor models pull {weight_set.name} --weights PATH' installs a local copy "
+              f"(sha256 {weight_set.sha256[:12]}…), or set EQT_MONITOR_WEIGHTS to a folder holding "
+              f"{' or '.join(weight_set.file_names)}")
+    try:
+        known = find_local(weight_set.name)
+    except WeightsError:
+        known = None
+    return routes + (f"; a verified copy is already at {known}" if known else "")

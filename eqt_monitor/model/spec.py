@@ -15,6 +15,8 @@ RECURRENT_KINDS = ("lstm", "gru", "none")
 ATTENTION_KINDS = ("additive", "multihead")
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid_keras2")
 PUBLISHED = ("original", "conservative")  # listed first, in this order
+N_CHANNELS = 3  # model input channels [E, N, Z]
+HEAD_KERNEL = 11  # kernel of the sigmoid Conv1D that ends each decoder
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .registry import cache_dir
-from .weights import sha256_file
+from .registry import cache_dir, sha256_file
 
 INDEX = "trained.yaml"
 

@@ -5,7 +5,6 @@ ever run) into ``{layer name: [arrays]}`` and assigned to our layers by name, sh
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -23,15 +22,6 @@ ZIP_SIGNATURE = b"PK\x03\x04"
 # Keras 2 recurrent activation names -> ours (Keras 2's hard_sigmoid is clip(0.2x + 0.5, 0, 1))
 KERAS2_RECURRENT_ACTIVATIONS = {"sigmoid": "sigmoid", "hard_sigmoid": "hard_sigmoid_keras2"}
 SavedWeights = dict[str, list[np.ndarray]]
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _signature(path: Path) -> bytes:

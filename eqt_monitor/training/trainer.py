@@ -176,7 +176,7 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str) -> Non
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume training) ``config.model`` and write the result into ``config.out``."""
     from ..model.trained import record as record_trained
-    from ..model.weights import sha256_file
+    from ..model.registry import sha256_file
 
     if config.epochs < 1 or config.batch_size < 2:
         raise UserError("--epochs must be >= 1 and --batch-size >= 2")
