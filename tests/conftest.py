@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,68 @@ ROOT = Path(__file__).resolve().parents[1]
 def shared_dir() -> Path:
     """``$EQT_SHARED`` or ``../shared`` beside the repository."""
     return Path(os.environ.get("EQT_SHARED", ROOT.parent / "shared")).resolve()
+
+
+# The suite leaves the user's machine alone: before anything imports Keras or Matplotlib (which
+# create ~/.keras and ~/.config/matplotlib), their folders and ours point into one temporary
+# folder for the session; each test then gets a cache of its own (``own_cache`` below).
+# ``pytest_sessionfinish`` fails the run if anything under $HOME changed all the same.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="eqt-monitor-tests-"))
+os.environ.update({
+    "EQT_SHARED": str(shared_dir()),  # children and cwd-relative defaults see the same data
+    "KERAS_HOME": str(_SESSION_DIR / "keras"),
+    "MPLCONFIGDIR": str(_SESSION_DIR / "matplotlib"),
+    "XDG_CACHE_HOME": str(_SESSION_DIR / "xdg-cache"),
+    "XDG_CONFIG_HOME": str(_SESSION_DIR / "xdg-config"),
+    "XDG_STATE_HOME": str(_SESSION_DIR / "xdg-state"),
+    "EQT_MONITOR_CACHE": str(_SESSION_DIR / "eqt-monitor-cache"),
+})
+HOME = Path.home()
+SKIPPED_IN_HOME = {".pyenv", ".cache/pip"}  # the interpreter and pip's own cache: not ours to watch
+
+
+def home_snapshot(home: Path = HOME) -> dict[str, tuple[int, int]]:
+    """``relative path -> (size, mtime_ns)`` of every file and folder under ``home``."""
+    snapshot: dict[str, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(home):
+        rel_folder = os.path.relpath(folder, home)
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_folder, d)) not in SKIPPED_IN_HOME]
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            snapshot[os.path.relpath(path, home)] = (0 if name in dirs else st.st_size, st.st_mtime_ns)
+    return snapshot
+
+
+def home_changes(before: dict, after: dict) -> list[str]:
+    """What a run added, removed or modified under $HOME, as ``+path``/``-path``/``~path``."""
+    return ([f"+{p}" for p in sorted(after.keys() - before.keys())]
+            + [f"-{p}" for p in sorted(before.keys() - after.keys())]
+            + [f"~{p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]
+               and not os.path.isdir(HOME / p)])
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._home_before = home_snapshot()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    changes = home_changes(session.config._home_before, home_snapshot())
+    if changes:
+        shown = ", ".join(changes[:10]) + (f" … ({len(changes)} in all)" if len(changes) > 10 else "")
+        print(f"\nFAILED: the test run changed files under {HOME}: {shown}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own weights/trained-model cache (``$EQT_MONITOR_CACHE``)."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("EQT_MONITOR_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

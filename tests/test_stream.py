@@ -245,27 +245,34 @@ def test_original_model_on_30_minutes_of_chile_through_the_buffer(shared, origin
                            stretch_end=True) for key, segs in by_station.items()]
     assert all(segs[0].stretch_start and segs[-1].stretch_end for segs in by_station.values())
     model = load_model("original", original_weights)
-    whole = collect(run(Engine(model.predict, EngineConfig(batch_size=32)), whole_feeds))
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        # One window per model call: a window's output then depends on its 6000 samples only. In
+        # a batch, TensorFlow's CPU kernels split their float32 sums by batch size and position,
+        # which moves the last bits by an amount that depends on the CPU (1.0e-5 was seen on Zen 5),
+        # so the claim "the same windows reach the model" is compared where it is exact.
+        return np.concatenate([model.predict(batch[i:i + 1]) for i in range(len(batch))])
+
+    whole = collect(run(Engine(predict, EngineConfig(batch_size=32)), whole_feeds))
     rng = np.random.default_rng(11)
     pieces = [list(segs) for segs in by_station.values()]
     feeds = []
     while any(pieces):
         feeds.append(pieces[int(rng.choice([i for i, q in enumerate(pieces) if q]))].pop(0))
-    chunked = collect(run(Engine(model.predict, EngineConfig(batch_size=32)), feeds, rng.integers(0, 2, len(feeds))))
+    chunked = collect(run(Engine(predict, EngineConfig(batch_size=32)), feeds, rng.integers(0, 2, len(feeds))))
     for segment in whole_feeds:
         assert_covers(whole[0][segment.station], segment.start, len(segment.data))
         assert_covers(chunked[0][segment.station], segment.start, len(segment.data))
         for name in ("detection", "p", "s"):
             a = np.concatenate([getattr(s, name) for s in whole[0][segment.station]])
             b = np.concatenate([getattr(s, name) for s in chunked[0][segment.station]])
-            # the same windows, batched differently: TensorFlow's CPU kernels differ in the last bits
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+            np.testing.assert_array_equal(a, b)
     picks_whole, picks_chunked = whole[1], chunked[1]
     for pick in picks_whole:
         print(f"{pick.station.station} {pick.phase} {obspy.UTCDateTime(pick.time)} p={pick.probability:.2f} "
               f"snr={pick.snr} amp={pick.amplitude:.0f}")
     assert [(p.station, p.phase, p.time) for p in picks_chunked] == [(p.station, p.phase, p.time) for p in picks_whole]
-    assert [p.probability for p in picks_chunked] == pytest.approx([p.probability for p in picks_whole], abs=1e-5)
+    assert [p.probability for p in picks_chunked] == [p.probability for p in picks_whole]
     # the clearest events of the half hour (high SNR on the filtered traces) are picked at both stations
     for when in ("2014-05-01T00:13:12", "2014-05-01T00:29:58"):
         t = obspy.UTCDateTime(when).timestamp
