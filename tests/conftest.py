@@ -30,7 +30,8 @@ os.environ.update({
     "EQT_MONITOR_CACHE": str(_SESSION_DIR / "eqt-monitor-cache"),
 })
 HOME = Path.home()
-SKIPPED_IN_HOME = {".pyenv", ".cache/pip"}  # the interpreter and pip's own cache: not ours to watch
+# other tools' folders (interpreter, toolchains, pip's cache, the coding client): not ours to watch
+SKIPPED_IN_HOME = {".pyenv", ".cache/pip", ".rustup", ".cargo", ".npm", ".m2", ".claude"}
 
 
 def home_snapshot(home: Path = HOME) -> dict[str, tuple[int, int]]:
