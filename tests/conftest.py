@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
     changes = home_changes(session.config._home_before, home_snapshot())
     if changes:
         shown = ", ".join(changes[:10]) + (f" … ({len(changes)} in all)" if len(changes) > 10 else "")
