@@ -30,21 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the waveforms, re-run the model around the event, draw."""
-    from ..model.backend import configure
-
-    configure(args.backend)
-    from ..model.load import load_model
-    from ..plot import model_probabilities, plot_event
+    from ..model.spec import get_spec
     from ..sources.base import open_source
-    from ..stream import EngineConfig
 
+    # the catalog, event, sources and model name are checked before TensorFlow starts
     with open_existing(args.db) as catalog:
         event = catalog.event(args.event_id)
         last = catalog.last_run()
     uris = [args.source] if args.source else (last.source.split(",") if last else [])
     if not uris:
         raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
+    for uri in uris:
+        open_source(uri).close()
     name = args.model or (last.model if last else "original")
+    get_spec(name)
+
+    from ..model.backend import configure
+
+    configure(args.backend)
+    from ..model.load import load_model
+    from ..plot import model_probabilities, plot_event
+    from ..stream import EngineConfig
+
     loaded = load_model(name, args.weights)
     if last and not args.weights and loaded.weights_sha256 != last.weights_sha256:
         log.warning("the picks were made with weights %s, re-running with %s", last.weights_sha256, loaded.weights_sha256)
