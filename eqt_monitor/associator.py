@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Coordinates = Mapping[str, tuple[float, float, float]]  # NET.STA.LOC -> (lat, lon, elevation_m)
 HORIZON_KEY = "associator.horizon"
+MAX_LAYERS = 50
 ZLIM_RANGE = (-10.0, 700.0)  # km: search depths PyOcto is asked about (deepest earthquakes ~700 km)
 # field -> (lowest, highest, lowest excluded): values outside are typos that crash, hang or fill memory
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
@@ -97,6 +98,9 @@ class AssociatorConfig:
                 raise FieldError("zlim", "PyOcto's 1D model cannot search above sea level")
 
     def _check_numbers(self) -> None:
+        """Every number finite and within `_BOUNDS` (typos there crash PyOcto, hang it or fill memory)."""
+        if len(self.layers) > MAX_LAYERS:
+            raise FieldError("layers", f"at most {MAX_LAYERS} layers, got {len(self.layers)}")
         values = [("zlim", z) for z in self.zlim] + [("layers", v) for la in self.layers for v in (la.top_km, la.vp, la.vs)]
         values += [(f.name, getattr(self, f.name)) for f in fields(self) if f.name not in ("zlim", "layers")]
         for name, value in values:
