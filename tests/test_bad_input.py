@@ -127,6 +127,7 @@ FLAG_CASES = [
     ("inventory-mseed", ["replay", "--inventory", "{dir}/data.mseed", "--source", "sds://{dir}/archive", *SPAN], "data.mseed: not a StationXML file"),
     ("export-no-db", ["export", "--db", "{dir}/nope.sqlite", "--format", "csv", "--out", "{dir}/o.csv"], "nope.sqlite: no such catalog file"),
     ("plot-no-db", ["plot", "abc", "--db", "{dir}/nope.sqlite", "--out", "{dir}/o.png"], "nope.sqlite: no such catalog file"),
+    ("plot-huge-span", ["plot", "abc", "--db", "{dir}/empty.sqlite", "--out", "{dir}/o.png", "--after", "1e9"], "--after: must be between 0 and 3600"),
     ("plot-unknown-event", ["plot", "abc", "--db", "{dir}/empty.sqlite", "--out", "{dir}/o.png"], "no event 'abc'"),
 ]
 

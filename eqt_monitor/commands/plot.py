@@ -13,6 +13,7 @@ HELP = "draw an event's stations (nearest first) with picks and the model's D/P/
 
 log = logging.getLogger(__name__)
 CONTEXT_S = 60.0  # data read beyond the plotted span so full model windows cover it
+MAX_SIDE_S = 3600.0  # --before/--after: the data and the model run are held in memory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from ..model.spec import get_spec
     from ..sources.base import open_source
 
-    # the catalog, event, sources and model name are checked before TensorFlow starts
+    # the flags, catalog, event, sources and model name are checked before TensorFlow starts
+    for flag, value in (("--before", args.before), ("--after", args.after)):
+        if not 0 <= value <= MAX_SIDE_S:
+            raise UserError(f"{flag}: must be between 0 and {MAX_SIDE_S:g} seconds, got {value}")
     with open_existing(args.db) as catalog:
         event = catalog.event(args.event_id)
         last = catalog.last_run()
