@@ -20,7 +20,7 @@ import math
 import struct
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +31,25 @@ from pyproj import CRS, Transformer
 from scipy.optimize import least_squares
 
 from .catalog import Arrival, Catalog, Event, Origin
-from .errors import ConfigError
+from .errors import ConfigError, FieldError
 from .types import Pick
 
 log = logging.getLogger(__name__)
 
 Coordinates = Mapping[str, tuple[float, float, float]]  # NET.STA.LOC -> (lat, lon, elevation_m)
 HORIZON_KEY = "associator.horizon"
+MAX_LAYERS = 50
+ZLIM_RANGE = (-10.0, 700.0)  # km: search depths PyOcto is asked about (deepest earthquakes ~700 km)
+# field -> (lowest, highest, lowest excluded): values outside are typos that crash, hang or fill memory
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "vp": (0.0, 20.0, True), "vs": (0.0, 20.0, True),
+    "tolerance": (0.0, 60.0, True), "margin_km": (0.0, 1000.0, False),
+    "n_picks": (1, 1000, False), "n_p_picks": (0, 1000, False), "n_s_picks": (0, 1000, False),
+    "n_p_and_s_picks": (0, 1000, False), "pick_match_tolerance": (0.0, 60.0, True),
+    "min_node_size_location": (0.01, 100.0, False), "max_residual": (0.0, 60.0, True),
+    "min_interevent_time": (0.0, 3600.0, False), "min_pick_fraction": (0.0, 1.0, False),
+    "table_spacing_km": (0.05, 50.0, False), "n_threads": (1, 256, False),
+}
 
 
 @dataclass(frozen=True)
@@ -72,16 +84,37 @@ class AssociatorConfig:
     n_threads: int = 1  # one thread keeps the output deterministic
 
     def __post_init__(self) -> None:
+        """Refuse settings PyOcto would crash, hang or silently misread on (``FieldError`` naming the field)."""
+        self._check_numbers()
         if not self.layers and not (0 < self.vs < self.vp):
             raise ConfigError(f"associator: need 0 < vs < vp, got vp={self.vp} vs={self.vs}")
         if self.layers:
             tops = [layer.top_km for layer in self.layers]
             if tops != sorted(tops) or len(set(tops)) != len(tops) or tops[0] > self.zlim[0]:
-                raise ConfigError("associator.layers: tops must increase and the first must cover the search depth")
+                raise FieldError("layers", "tops must increase and the first must cover the search depth")
             if any(not (0 < layer.vs < layer.vp) for layer in self.layers):
-                raise ConfigError("associator.layers: every layer needs 0 < vs < vp")
+                raise FieldError("layers", "every layer needs 0 < vs < vp")
             if self.zlim[0] < 0:
-                raise ConfigError("associator.zlim: PyOcto's 1D model cannot search above sea level")
+                raise FieldError("zlim", "PyOcto's 1D model cannot search above sea level")
+
+    def _check_numbers(self) -> None:
+        """Every number finite and within `_BOUNDS` (typos there crash PyOcto, hang it or fill memory)."""
+        if len(self.layers) > MAX_LAYERS:
+            raise FieldError("layers", f"at most {MAX_LAYERS} layers, got {len(self.layers)}")
+        values = [("zlim", z) for z in self.zlim] + [("layers", v) for la in self.layers for v in (la.top_km, la.vp, la.vs)]
+        values += [(f.name, getattr(self, f.name)) for f in fields(self) if f.name not in ("zlim", "layers")]
+        for name, value in values:
+            if not math.isfinite(value):
+                raise FieldError(name, f"must be a finite number, got {value}")
+        top, bottom = self.zlim
+        if not ZLIM_RANGE[0] <= top < bottom <= ZLIM_RANGE[1]:
+            raise FieldError("zlim", f"need {ZLIM_RANGE[0]:g} <= top_km < bottom_km <= {ZLIM_RANGE[1]:g}, got [{top:g}, {bottom:g}]")
+        for name, (low, high, low_open) in _BOUNDS.items():
+            value = getattr(self, name)
+            if value < low or (low_open and value == low) or value > high:
+                raise FieldError(name, f"must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
+        if self.n_picks < max(self.n_p_picks, self.n_s_picks):
+            raise FieldError("n_picks", f"must be at least n_p_picks and n_s_picks, got {self.n_picks}")
 
     def describe(self) -> str:
         """The velocity model in words, for the origin's method id."""

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT_SLOT = {"E": 0, "N": 1, "Z": 2, "2": 0, "1": 1}  # [E, N, Z]; 1→N, 2→E without rotation
 SLOT_NAMES = "ENZ"
+MAX_FILL_S = 600.0  # longest gap a buffer fills (zeros or interpolation): 60 000 samples per component
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ class GapPolicy:
     dead_channel_s: float = 45.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.interpolate_max_s <= self.zero_fill_max_s:
+        if not 0 <= self.interpolate_max_s <= self.zero_fill_max_s <= MAX_FILL_S:
             raise UserError(
                 f"gap policy: need 0 <= interpolate_max_s ({self.interpolate_max_s}) <= zero_fill_max_s ({self.zero_fill_max_s})"
+                f" <= {MAX_FILL_S:g} (a filled gap is held in memory)"
             )
         if not 0 <= self.reorder_s < self.dead_channel_s:
             raise UserError(f"gap policy: need 0 <= reorder_s ({self.reorder_s}) < dead_channel_s ({self.dead_channel_s})")

@@ -14,7 +14,7 @@ import obspy
 
 from .associator import associate
 from .catalog import Catalog, Event
-from .config import MonitorConfig
+from .config import MonitorConfig, read_stationxml
 from .magnitude import local_magnitude, waveform_span
 from .types import StationKey
 
@@ -29,7 +29,7 @@ def read_inventories(paths: Sequence[Path]) -> obspy.Inventory | None:
         return None
     inventory = obspy.Inventory()
     for path in paths:
-        inventory += obspy.read_inventory(str(path))
+        inventory += read_stationxml(Path(path))
     return inventory
 
 

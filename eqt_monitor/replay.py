@@ -143,13 +143,17 @@ def replay(
 
     Picks and detections are also written to ``catalog`` when given (idempotently: a re-run of
     the same span adds nothing); ``probabilities`` names a folder for the D/P/S traces as
-    miniSEED (channels ``<band>XD``, ``<band>XP``, ``<band>XS``).
+    miniSEED (channels ``<band>XD``, ``<band>XP``, ``<band>XS``). A station without data in the
+    whole span read is warned about once, naming that span; no data for any station is a ``UserError``.
     """
     if not end > start:
         raise UserError(f"replay: --end ({obspy.UTCDateTime(end)}) must be after --start ({obspy.UTCDateTime(start)})")
     t_wall = time.perf_counter()
     groups = sources_by_station(config, source)
     sources: dict[str, Source] = {uri: open_source(uri) for uri in groups}
+    for src in sources.values():
+        src.report_missing = False  # per chunk it would name the first chunk only; see _report_missing below
+    has_data: set[StationKey] = set()
     buffers = {s.key: StationBuffer(s.key, policy=config.buffer) for s in config.stations}
     engine = Engine(predict_fn, engine_config(config))
     writer = _ProbabilityWriter(probabilities) if probabilities else None
@@ -189,6 +193,7 @@ def replay(
                 stream = sources[uri].get_waveforms(keys, t0, t1 - HALF_OPEN_S)
                 for key in keys:
                     for trace in select(stream, [key]):
+                        has_data.add(key)
                         buffers[key].add(trace)
             for buffer in buffers.values():
                 feed(buffer.pop_ready())
@@ -201,6 +206,7 @@ def replay(
         bar.close()
         for src in sources.values():
             src.close()
+    _report_missing(groups, has_data, start, end)
     if writer:
         writer.write()
     summary.picks, summary.detections = len(picks), len(detections)
@@ -210,6 +216,18 @@ def replay(
         catalog.add_run(Run(started=time.time(), source=",".join(groups), model=model_name, weights_sha256=weights_sha256,
                             settings={"start": start, "end": end, "step": config.model.step}))
     return summary, picks, detections
+
+
+def _report_missing(groups: dict[str, list[StationKey]], has_data: set[StationKey], start: float, end: float) -> None:
+    """One warning per station without any data in ``[start, end)``; ``UserError`` when none had any."""
+    span = f"between {obspy.UTCDateTime(start)} and {obspy.UTCDateTime(end)}"
+    if not has_data:
+        n = sum(map(len, groups.values()))
+        raise UserError(f"no data for any of the {n} station(s) {span} in {', '.join(groups)}")
+    for uri, keys in groups.items():
+        for key in keys:
+            if key not in has_data:
+                log.warning("%s: no data for %s %s", uri, key, span)
 
 
 def _progress(total: int, *, enabled: bool):

@@ -13,6 +13,7 @@ HELP = "draw an event's stations (nearest first) with picks and the model's D/P/
 
 log = logging.getLogger(__name__)
 CONTEXT_S = 60.0  # data read beyond the plotted span so full model windows cover it
+MAX_SIDE_S = 3600.0  # --before/--after: the data and the model run are held in memory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,21 +31,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the waveforms, re-run the model around the event, draw."""
-    with open_existing(args.db) as catalog:  # the catalog and the event are checked before Keras loads
+    from ..model.spec import get_spec
+    from ..sources.base import open_source
+
+    # the flags, catalog, event, sources and model name are checked before TensorFlow starts
+    for flag, value in (("--before", args.before), ("--after", args.after)):
+        if not 0 <= value <= MAX_SIDE_S:
+            raise UserError(f"{flag}: must be between 0 and {MAX_SIDE_S:g} seconds, got {value}")
+    with open_existing(args.db) as catalog:
         event = catalog.event(args.event_id)
         last = catalog.last_run()
     uris = [args.source] if args.source else (last.source.split(",") if last else [])
     if not uris:
         raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
+    for uri in uris:
+        open_source(uri).close()
+    name = args.model or (last.model if last else "original")
+    get_spec(name)
+
     from ..model.backend import configure
 
     configure(args.backend)
     from ..model.load import load_model
     from ..plot import model_probabilities, plot_event
-    from ..sources.base import open_source
     from ..stream import EngineConfig
 
-    name = args.model or (last.model if last else "original")
     loaded = load_model(name, args.weights)
     if last and not args.weights and loaded.weights_sha256 != last.weights_sha256:
         log.warning("the picks were made with weights %s, re-running with %s", last.weights_sha256, loaded.weights_sha256)

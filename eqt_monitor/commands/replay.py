@@ -34,23 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _time(value: str, flag: str) -> float:
-    from obspy import UTCDateTime
-
-    try:
-        return UTCDateTime(value).timestamp
-    except Exception:
-        raise UserError(f"{flag}: not a UTC time: {value!r} (e.g. 2014-05-01T00:00)") from None
-
-
 def run(args: argparse.Namespace) -> int:
     """Load config and model, replay the span, print one summary line."""
     from ..config import config_from_inventory, load_config
+    from ..model.spec import get_spec
+    from ..replay import sources_by_station
+    from ..sources.base import open_source
+    from .export import parse_time
 
+    # every check that needs no model comes first: a mistake costs no TensorFlow start-up
     config = load_config(args.config) if args.config else config_from_inventory(args.inventory)
     if args.inventory and not args.source:
         raise UserError("--inventory needs --source URI (where the waveforms are)")
-    start, end = _time(args.start, "--start"), _time(args.end, "--end")
+    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    if not end > start:
+        raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
+    if not 0 < args.chunk <= 86400:
+        raise UserError(f"--chunk: must be between 0 and 86400 seconds, got {args.chunk}")
+    for uri in sources_by_station(config, args.source):
+        open_source(uri).close()  # an unknown scheme or a missing archive is named now
+    name = args.model or config.model.name
+    get_spec(name)
+    if args.weights and not args.weights.is_file():
+        raise UserError(f"--weights {args.weights}: weights file not found")
 
     from ..model.backend import configure
 
@@ -62,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     from ..model.load import load_model
     from ..replay import fetcher, replay
 
-    name = args.model or config.model.name
     weights = args.weights or (config.model.weights if name == config.model.name else None)
     loaded = load_model(name, weights)
     db = args.db or config.catalog

@@ -9,13 +9,15 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 
-from ..errors import WeightsError
+from ..errors import WeightsError, one_line
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -30,6 +32,17 @@ def _signature(path: Path) -> bytes:
             return f.read(8)
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read weights file: {exc.strerror}") from None
+
+
+@contextmanager
+def _open_h5(path: Path) -> Iterator[h5py.File]:
+    """``h5py.File(path)``; a truncated or corrupt file (h5py's ``OSError``, anywhere in the block)
+    becomes a one-line ``WeightsError``."""
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as exc:
+        raise WeightsError(one_line(f"{path}: unreadable HDF5 weights file (truncated or corrupt?): {exc}")) from None
 
 
 def _keras2_root(f: h5py.File, path: Path) -> h5py.Group:
@@ -47,7 +60,7 @@ def _text(value) -> str:
 def read_keras2_h5(path: str | Path) -> SavedWeights:
     """``{layer name: arrays in saved order}`` from a Keras 2 HDF5 file (layers without weights left out)."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
         root = _keras2_root(f, path)
         saved = {}
         for layer in map(_text, root.attrs["layer_names"]):
@@ -63,7 +76,7 @@ def saved_recurrent_activation(path: str | Path) -> str | None:
     path = Path(path)
     if _signature(path) != HDF5_SIGNATURE:
         return None
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
         if "model_config" not in f.attrs:
             return None
         config = json.loads(_text(f.attrs["model_config"]))
@@ -153,7 +166,7 @@ def load_weights(model: keras.Model, path: str | Path) -> None:
     if signature.startswith(ZIP_SIGNATURE):
         assign_weights(model, read_keras3(path), path)
     elif signature == HDF5_SIGNATURE:
-        with h5py.File(path, "r") as f:
+        with _open_h5(path) as f:
             keras3_weights = "layers" in f and "layer_names" not in f.attrs and "model_weights" not in f
         if keras3_weights:
             try:

@@ -89,6 +89,7 @@ class Source(ABC):
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self.report_missing = True  # False: the caller reports stations without data itself (replay)
         self._reported_empty: set[StationKey] = set()
 
     @abstractmethod
@@ -108,6 +109,8 @@ class Source(ABC):
 
     def _report_missing(self, stations: Sequence[StationKey], found: obspy.Stream, start: float, end: float) -> None:
         """Log once per station (per source) each station that ``found`` has no trace for."""
+        if not self.report_missing:
+            return
         for key in stations:
             if key in self._reported_empty:
                 continue
