@@ -4,7 +4,8 @@ One file per deployment, opened in WAL mode so exporters and plotters can read w
 writes. Every record has a stable resource id derived from its content (``smi:eqt-monitor/...``),
 and every write is idempotent: storing the same picks, detections or events again adds nothing.
 The schema version is kept in ``PRAGMA user_version``; a file written by a newer eqt-monitor is
-refused with a clear error instead of being misread.
+refused with a clear error instead of being misread. A write SQLite refuses (a full disk, a
+read-only file) is rolled back and raised as ``CatalogWriteError``, one line naming the file.
 """
 from __future__ import annotations
 
@@ -83,6 +84,10 @@ CREATE TABLE state (
     value TEXT NOT NULL
 );
 """
+
+
+class CatalogWriteError(UserError):
+    """A write the catalog file did not take (rolled back; nothing was half written)."""
 
 
 def _digest(*parts: object) -> str:
@@ -212,6 +217,8 @@ class Catalog:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._migrate()
+        except sqlite3.OperationalError as exc:  # e.g. a full disk or a missing folder
+            raise CatalogWriteError(f"{self.path}: cannot open the catalog ({exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: not a usable eqt-monitor catalog ({exc})") from exc
 
@@ -235,7 +242,7 @@ class Catalog:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self):
-        return _Transaction(self._db, self._lock)
+        return _Transaction(self._db, self._lock, self.path)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -496,19 +503,37 @@ def _pick_from_row(r: sqlite3.Row) -> Pick:
 
 
 class _Transaction:
-    """``with``-block holding the catalog lock around BEGIN IMMEDIATE ... COMMIT/ROLLBACK."""
+    """``with``-block holding the catalog lock around BEGIN IMMEDIATE ... COMMIT/ROLLBACK; an
+    operational failure anywhere (also at COMMIT, e.g. a full disk) rolls back and raises
+    ``CatalogWriteError``."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
-        self._db, self._lock = db, lock
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: Path):
+        self._db, self._lock, self._path = db, lock, path
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._lock.release()
+            raise self._error(exc) from exc
         return self._db
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as failed:
+                    exc = failed
+            if self._db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL can)
+                self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.OperationalError) -> CatalogWriteError:
+        return CatalogWriteError(f"{self._path}: cannot write the catalog ({exc})")
 

@@ -36,6 +36,7 @@ from .replay import engine_config, fetcher, sources_by_station
 from .sdnotify import Notifier
 from .stream import Engine, EngineOutput
 from .types import StationKey
+from .writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class DaemonSettings:
     shutdown_bound: float = 30.0  # SIGTERM → exit within this (else a hard exit, status 1)
     max_batches_per_step: int = 8  # model calls per loop turn: a backlog is worked off in turns that
     # still commit, ping the watchdog and see SIGTERM/SIGHUP
+    max_held: int = 200_000  # picks + detections held in memory while the catalog refuses writes; past it
+    # no more data is taken (the SeedLink server keeps it)
 
 
 class Daemon:
@@ -72,6 +75,9 @@ class Daemon:
         self.quakeml = quakeml or self.state_dir / "events.xml"
         self.metrics_addr = metrics_addr or config.metrics_addr
         self.progress = Progress(self.catalog)
+        self.storage = Storage(self.catalog.path)
+        self.pending = PendingWrites(self.catalog, self.storage, model=model_name, weights_sha256=weights_sha256,
+                                     max_held=settings.max_held)
         self.intake = Intake([s.key for s in config.stations], config.buffer, settings.silent_after)
         self.engine = Engine(self._timed(predict_fn), engine_config(config), on_station_error=self._station_failed)
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
@@ -181,6 +187,10 @@ class Daemon:
             else:
                 wait = max(0.0, self._pending_since + self.settings.batch_wait - time.monotonic())
         self._last_loop = time.monotonic()
+        if self.pending.full:  # the catalog refuses writes and we hold all we may: take no more data
+            self._written(self.pending.flush())
+            self._stop.wait(0.2)
+            return
         try:
             items = [self._queue.get(timeout=wait)] if wait > 0 else []
         except queue.Empty:
@@ -209,26 +219,33 @@ class Daemon:
             self._pending_since = None
 
     def _write(self, out: EngineOutput) -> None:
+        """Queue the output's new picks and detections with the progress they complete, and write."""
         now = time.time()
         metrics.WINDOWS_PREDICTED.inc(out.windows)
         picks, detections = self.progress.keep(out.picks), self.progress.keep(out.detections)
-        if picks:
-            self.catalog.add_picks(picks, model=self.model_name, weights_sha256=self.weights_sha256)
-            for p in picks:
-                metrics.PICKS.labels(phase=p.phase).inc()
-                arrived = self._oldest_unpredicted.get(p.station, self.intake.last_arrival.get(p.station, now))
-                metrics.PICK_LATENCY.observe(max(0.0, now - arrived))
-            if self.associator is not None:
-                with self._assoc_lock:
-                    self.associator.feed(picks)
-        if detections:
-            self.catalog.add_detections(detections, model=self.model_name, weights_sha256=self.weights_sha256)
-            metrics.DETECTIONS.inc(len(detections))
+        arrived = [self._oldest_unpredicted.get(p.station, self.intake.last_arrival.get(p.station, now)) for p in picks]
         if out.windows:  # stations whose windows were all predicted start their latency clock afresh
             waiting = self.engine.pending_stations
             for key in [k for k in self._oldest_unpredicted if k not in waiting]:
                 del self._oldest_unpredicted[key]
-        self.progress.advance({k: self.engine.stream(k).settled_until for k in self.engine.stations})
+        settled = {k: self.engine.stream(k).settled_until for k in self.engine.stations}
+        self.pending.add(Batch(picks, detections, settled, arrived))
+        self._written(self.pending.flush())
+
+    def _written(self, batch: Batch | None) -> None:
+        """Bookkeeping of a batch now in the catalog: metrics, the associator, progress."""
+        if batch is None:
+            return
+        now = time.time()
+        for p, arrived in zip(batch.picks, batch.arrived):
+            metrics.PICKS.labels(phase=p.phase).inc()
+            metrics.PICK_LATENCY.observe(max(0.0, now - arrived))
+        if batch.picks and self.associator is not None:
+            with self._assoc_lock:
+                self.associator.feed(batch.picks)
+        if batch.detections:
+            metrics.DETECTIONS.inc(len(batch.detections))
+        self.progress.advance({k: t for k, t in batch.settled.items() if k in self.intake.buffers})
 
     def _station_failed(self, key: StationKey, exc: Exception) -> None:
         metrics.ERRORS.labels(kind="station_failed").inc()
@@ -240,10 +257,13 @@ class Daemon:
     # ------------------------------------------------------------------ progress, jobs
 
     def commit(self) -> None:
-        """Save progress in the catalog, then each ingest's resume points."""
-        self.progress.save()
+        """Save progress in the catalog, then each ingest's resume points (not ahead of the catalog's)."""
+        if self.pending.held or not self.storage.run(self.catalog.path, "saving progress", self.progress.save):
+            return
         for ingest in list(self._ingests.values()):
-            ingest.commit(self.progress.reread_until(ingest.keys))
+            until = self.progress.reread_until(ingest.keys)
+            self.storage.run(getattr(ingest, "state_file", ingest.uri), "saving the SeedLink state",
+                             lambda: ingest.commit(until))
 
     def complete_until(self) -> float | None:
         """Time before which every station's picks are written: the least progress over the stations
@@ -267,8 +287,12 @@ class Daemon:
         if self.associator is None or until is None:
             return
         t0 = time.perf_counter()
-        with self._assoc_lock:
-            events = self.associator.advance(until)
+        try:
+            with self._assoc_lock:
+                events = self.associator.advance(until)
+        except WRITE_ERRORS as exc:  # the slice is tried again at the next run
+            self.storage.failed(self.catalog.path, "writing events", exc)
+            return
         metrics.ASSOCIATION_SECONDS.observe(time.perf_counter() - t0)
         if events:
             metrics.EVENTS.inc(len(events))
@@ -297,13 +321,23 @@ class Daemon:
         if not math.isfinite(horizon):
             return
         tmp = self.quakeml.with_name(self.quakeml.name + ".tmp")
-        export_quakeml(self.catalog, tmp, start=horizon - self.settings.rolling_s, agency=self.config.agency)
-        os.replace(tmp, self.quakeml)
+
+        def write() -> None:
+            try:
+                export_quakeml(self.catalog, tmp, start=horizon - self.settings.rolling_s, agency=self.config.agency)
+                os.replace(tmp, self.quakeml)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        self.storage.run(self.quakeml, "exporting QuakeML", write)
 
     def _health(self) -> tuple[bool, str]:
         stalled = time.monotonic() - self._last_loop
         if stalled > 60:
             return False, f"main loop stalled for {stalled:.0f} s"
+        problems = self.storage.problems()
+        if problems:
+            return False, "; ".join(problems) + f"; {self.pending.held} picks and detections held in memory"
         silent = [k.id for k in self.intake.keys if self.intake.is_silent(k)]
         return True, f"ok; silent stations: {', '.join(silent)}" if silent else "ok"
 
@@ -341,6 +375,7 @@ class Daemon:
             self.engine.remove(key)
             self.intake.remove_station(key)
         for key in sorted(new_keys - old_keys, key=str):
+            self.progress.rejoin(key)
             self.intake.add_station(key)
         with self._assoc_lock:
             self.associator = self._new_associator()
@@ -361,6 +396,10 @@ class Daemon:
         while not self._queue.empty():
             self._step(wait=0)
         self._write(self.engine.process(flush=True))
+        self._written(self.pending.flush(force=True))
+        if self.pending.held:
+            log.warning("run: %s: %d picks and detections could not be written; the next start makes them again "
+                        "from the saved progress", self.catalog.path, self.pending.held)
         self.commit()
         self.associate()
         self.export()

@@ -32,7 +32,7 @@ class SeedLinkIngest:
     def __init__(self, uri: str, keys: Sequence[StationKey], put: Put, state_file: Path, begin: float | None) -> None:
         from .sources.seedlink import SeedLinkSource
 
-        self.uri, self.keys, self._put = uri, list(keys), put
+        self.uri, self.keys, self._put, self.state_file = uri, list(keys), put, state_file
         self.source = SeedLinkSource(uri, state_file=state_file, begin=begin, autosave=False, backoff_max=10.0)
 
     def start(self) -> None:

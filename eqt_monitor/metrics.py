@@ -38,6 +38,9 @@ BUFFER_FILL = Gauge("eqt_monitor_buffer_fill_ratio", "Fill of a station's buffer
 RECONNECTS = Counter("eqt_monitor_reconnects", "Reconnections of a live source", ["source"], registry=REGISTRY)
 STATION_SILENT = Gauge("eqt_monitor_station_silent", "1 while a station has sent no data for longer than the "
                        "daemon's silence limit, else 0", ["station"], registry=REGISTRY)
+DATA_LOST_SECONDS = Counter("eqt_monitor_data_lost_seconds", "Seconds of a station's data a live source could not "
+                            "get (e.g. no longer on a server whose sequence numbers were reset)", ["station"],
+                            registry=REGISTRY)
 ERRORS = Counter("eqt_monitor_errors", "Errors by kind (connect, decode, server_error, ...)", ["kind"],
                  registry=REGISTRY)
 
@@ -57,6 +60,14 @@ DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=RE
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
 ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
+
+# catalog
+CATALOG_WRITABLE = Gauge("eqt_monitor_catalog_writable", "1 while the catalog accepts writes, 0 while writes fail "
+                         "(e.g. a full disk) and picks wait in memory", registry=REGISTRY)
+CATALOG_WRITE_ERRORS = Counter("eqt_monitor_catalog_write_errors", "Failed catalog writes (each is retried)",
+                               registry=REGISTRY)
+CATALOG_HELD = Gauge("eqt_monitor_catalog_held_items", "Picks and detections held in memory until the catalog "
+                     "accepts them", registry=REGISTRY)
 
 MODEL = Info("eqt_monitor_model", "The model in use: name, weights sha256, Keras backend", registry=REGISTRY)
 
@@ -92,7 +103,7 @@ class _DataLatency(Collector):
 _LATENCY = _DataLatency()
 REGISTRY.register(_LATENCY)
 
-_PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL, STATION_SILENT)
+_PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL, STATION_SILENT, DATA_LOST_SECONDS)
 
 
 def observe_data(station: str, samples: int, data_end: float) -> None:

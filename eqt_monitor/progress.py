@@ -39,6 +39,13 @@ class Progress:
         """The picks or detections not already written before the restart."""
         return [x for x in items if _time(x) >= self.restored.get(x.station.id, float("-inf"))]
 
+    def rejoin(self, key: StationKey) -> None:
+        """A station added back by a reload: as after a restart, it is re-read from ``settled -
+        CONTEXT_S`` and what it picks before ``settled`` (written already) is dropped."""
+        with self._lock:
+            if key.id in self.settled:
+                self.restored[key.id] = self.settled[key.id]
+
     def advance(self, settled: Mapping[StationKey, float | None]) -> None:
         """Record new settled times (never moving one back)."""
         with self._lock:

@@ -27,6 +27,13 @@ def write_config(folder: Path, stations: str, weights: Path, extra: str = "") ->
     return path
 
 
+def station_entries(config, codes: list[str] | None = None) -> str:
+    """``stations:`` entries (YAML list items) of a loaded config's stations (only ``codes`` if given)."""
+    return "".join(f'  - {{network: {s.key.network}, station: {s.key.station}, channels: "HH?", '
+                   f'latitude: {s.latitude}, longitude: {s.longitude}, elevation: {s.elevation}}}\n'
+                   for s in config.stations if codes is None or s.key.station in codes)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.25):
     """Poll ``predicate`` until truthy; fail the test naming ``what`` after ``timeout`` s."""
     end = time.monotonic() + timeout
@@ -88,8 +95,10 @@ def _listening(port: int) -> bool:
 
 def daemon(config: Path, source: str, metrics_port: int, log: Path, begin: str, *extra: str,
            env: dict | None = None) -> Proc:
-    return Proc(["run", "--config", str(config), "--source", source, "--metrics-addr", f"127.0.0.1:{metrics_port}",
+    proc = Proc(["run", "--config", str(config), "--source", source, "--metrics-addr", f"127.0.0.1:{metrics_port}",
                  "--begin", begin, *extra], log, env)
+    proc.metrics_port = metrics_port
+    return proc
 
 
 def settled(db: Path) -> dict[str, float]:

@@ -16,7 +16,8 @@ import time
 import obspy
 import pytest
 
-from daemon_harness import ROOT, daemon, free_port, scrape, settled, simulate, total, wait_for, write_config
+from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, station_entries, total, wait_for,
+                            write_config)
 from eqt_monitor import seedlink_server
 from eqt_monitor.associator import Associator
 from eqt_monitor.catalog import Catalog
@@ -81,6 +82,19 @@ def wait_settled_stable(db, stations: int, beyond: float, seconds: float, timeou
     raise AssertionError(f"progress did not settle within {timeout} s: {last}")
 
 
+def settle_and_stop(run, server, db, released, stations: int, beyond: float) -> tuple[dict[str, float], dict]:
+    """Once ``released()`` (the simulator sent everything) and progress settled past ``beyond``:
+    the metrics, then SIGTERM; returns (final progress, metrics). Both processes end either way."""
+    try:
+        wait_for(released, 180, "the simulator to release all data")
+        wait_settled_stable(db, stations, beyond, 6, 180)
+        values = scrape(run.metrics_port)[1]
+        return sigterm(run, db), values
+    finally:
+        run.stop()
+        server.stop()
+
+
 def test_live_equals_replay_with_metrics_silent_station_and_sigterm(shared, original_weights, model, tmp_path):
     inventory = shared / "data/salton_sea_2020/stations.xml"
     archive = f"file://{shared}/data/salton_sea_2020/mseed"
@@ -132,9 +146,7 @@ def test_server_restarts_and_sigkill_lose_and_duplicate_nothing(shared, original
     the daemon is SIGKILLed once and restarted; the catalog ends with exactly the picks of replay
     (up to each station's settled time) and the events of one clean association over them."""
     config = load_config(ROOT / "stations.yaml")
-    stations = "".join(f"  - {{network: CX, station: {s.key.station}, channels: \"HH?\", latitude: {s.latitude}, "
-                       f"longitude: {s.longitude}, elevation: {s.elevation}}}\n" for s in config.stations)
-    config_path = write_config(tmp_path, stations, original_weights)
+    config_path = write_config(tmp_path, station_entries(config), original_weights)
     source, start, end = f"sds://{sds}", "2014-05-01T00:00:00", "2014-05-01T00:30:00"
     port, mport = free_port(), free_port()
     db = tmp_path / "catalog.sqlite"
@@ -258,14 +270,7 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
     monkeypatch.setattr(seedlink_server, "archive_records", _corrupting(seedlink_server.archive_records, "CORR"))
     server = seedlink_server.SeedLinkServer(f"file://{folder}", port=port, speed=2 * SPEED).start()
-    try:
-        wait_for(lambda: server.log.finished, 120, "the simulator to release all data")
-        wait_settled_stable(db, 5, end - 300, 6, 180)
-        values = scrape(mport)[1]
-        final = sigterm(run, db)
-    finally:
-        run.stop()
-        server.stop()
+    final, values = settle_and_stop(run, server, db, lambda: server.log.finished, 5, end - 300)
     log = run.text()
     assert values['eqt_monitor_errors_total{kind="rate_change"}'] >= 1
     assert "station XX.RATE..HH?: XX.RATE..HH" in log and "changed sampling rate from 100 to 50 Hz" in log

@@ -49,10 +49,11 @@ class Collector:
         assert self.done.wait(limit_s), f"stream incomplete after {limit_s} s ({len(self.traces)} records)"
 
 
-def assert_exactly_the_archive(traces: list[obspy.Trace], archive: dict, start, end) -> None:
-    """Every channel's records, start <= t < end, are the archive's samples: no gap, no duplicate."""
+def assert_exactly_the_archive(traces: list[obspy.Trace], archive: dict, start, end, repeats: bool = False) -> None:
+    """Every channel's records, start <= t < end, are the archive's samples: no gap, no duplicate
+    (``repeats``: records may overlap, as after a request by time, but must agree)."""
     keys = [(t.id, t.stats.starttime.ns) for t in traces]
-    assert len(keys) == len(set(keys)), "a record was handed on twice"
+    assert repeats or len(keys) == len(set(keys)), "a record was handed on twice"
     got = obspy.Stream(traces).slice(start, end - 1e-6, nearest_sample=False)
     got.sort().merge(method=-1)
     assert sorted(t.id for t in got) == CHANNELS, "a gap or a missing channel"
@@ -195,3 +196,48 @@ def test_server_killed_and_restarted_three_times_loses_and_repeats_nothing(sds, 
     # connect errors are asserted in their own test; three kills are always three reconnects
     assert src.counters.reconnects >= 3
     assert_exactly_the_archive(got.traces, archive, T0, end)
+
+
+def _stream_across_a_sequence_reset(sds, shift_s: float, until: obspy.UTCDateTime) -> tuple[SeedLinkSource, Collector]:
+    """Stream from a server started at T0, then from one started ``shift_s`` after the client's
+    last sample (negative: before it) on the same port: its sequence numbers begin again at 0."""
+    got = Collector(until)
+    with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp) as server:
+        port = server.port
+        src = make_source(port)
+        src.start(KEYS, on_trace=got)
+        deadline = time.monotonic() + 60
+        while len(got.traces) < 40:
+            assert time.monotonic() < deadline, "no data"
+            time.sleep(0.05)
+    with got.lock:
+        ends = {}
+        for t in got.traces:
+            ends[t.id] = max(ends.get(t.id, t.stats.endtime), t.stats.endtime)
+    last = min(ends.values()).timestamp
+    with SeedLinkServer(f"sds://{sds}", port=port, speed=300, start=last + shift_s):
+        try:
+            got.wait(60)
+        finally:
+            src.stop()
+    return src, got
+
+
+def test_a_sequence_reset_is_noticed_and_resumed_by_time_without_gap(sds, archive, caplog):
+    src, got = _stream_across_a_sequence_reset(sds, -30, T0 + 300)
+    assert src.counters.errors["sequence_reset"] == 1
+    assert "sequence numbers do not continue ours" in caplog.text and not src.counters.errors["unfilled_gap"]
+    assert_exactly_the_archive(got.traces, archive, T0, T0 + 300, repeats=True)
+
+
+def test_data_a_reset_server_no_longer_has_is_a_warning_and_a_metric(sds, caplog):
+    from eqt_monitor import metrics
+
+    lost = {k: metrics.DATA_LOST_SECONDS.labels(station=f"{k.network}.{k.station}.")._value.get() for k in KEYS}
+    src, got = _stream_across_a_sequence_reset(sds, 45, T0 + 300)
+    assert src.counters.errors["sequence_reset"] == 1 and src.counters.errors["unfilled_gap"] == 2
+    for k in KEYS:
+        sid = f"{k.network}.{k.station}."
+        assert 35 <= metrics.DATA_LOST_SECONDS.labels(station=sid)._value.get() - lost[k] <= 46, sid  # from its own last sample
+        assert any(r.levelname == "WARNING" and sid in r.getMessage() and "is no longer on the server: lost"
+                   in r.getMessage() for r in caplog.records), sid

@@ -11,6 +11,13 @@ written atomically to a JSON state file; a restart asks the server for the recor
 (``DATA seq+1``), so nothing is skipped and nothing handed on twice. Network trouble is handled
 in-process: a read timeout (``net_timeout`` without data), keep-alives (``INFO ID``), and
 reconnects with capped exponential backoff that resume from the last record received.
+
+Sequence resets: after each (re)connect the first record of every station resumed by sequence
+number must continue ours (number ahead of ours, start no later than our last sample). If not,
+the server's numbering was reset (a restart, a wiped ring buffer): that record is dropped and the
+stations not yet confirmed are asked again by time (``TIME`` from their last sample), as
+SeisComP's clients do. Data the server no longer has is a warning naming the station and span,
+and ``eqt_monitor_data_lost_seconds``.
 """
 from __future__ import annotations
 
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 18000
 POLL_S = 0.1  # socket read timeout while streaming: how often the loop looks at timers and stop requests
 DELIVERED_KEPT = 20_000  # per station: delivered records remembered for save_state(until=...)
+SEQUENCE_MODULUS = 1 << 24  # SeedLink sequence numbers are 24 bits
+CONTINUITY_TOLERANCE_S = 1.0  # a resumed record may start this far after our last sample and still continue it
 
 
 def open_uri(uri: str) -> "SeedLinkSource":
@@ -110,7 +119,23 @@ class _Connection(SeedLinkConnection):
         if owner._connected_once:
             owner._count_reconnect()
         owner._connected_once = True
+        owner._connected()
         self.socket.settimeout(POLL_S)
+
+    def negotiate_station(self, curstream) -> None:
+        """ObsPy's negotiation; a station whose resume point is a time (after a sequence reset)
+        is asked for with ``TIME`` from there instead of its sequence number."""
+        sta = f"{curstream.net}.{curstream.station}"
+        begin = self.owner._by_time.get(sta)
+        if begin is None:
+            return super().negotiate_station(curstream)
+        saved = self.begin_time, curstream.seqnum
+        self.begin_time, curstream.seqnum = obspy.UTCDateTime(begin), -1
+        try:
+            super().negotiate_station(curstream)
+        finally:
+            self.begin_time, curstream.seqnum = saved
+        self.owner._asked_by_time.add(sta)
 
     def update_stream(self, slpacket: SLPacket) -> None:
         """ObsPy's bookkeeping of a received packet; one it cannot decode is dropped there (with its
@@ -163,6 +188,15 @@ class SeedLinkSource(Source):
         self._lock = threading.Lock()
         self._committed: dict[str, tuple[int, str]] = self._load_state()  # "NET.STA" -> (seq, record end)
         self._delivered: dict[str, deque] = {}  # "NET.STA" -> (seq, end) of records handed on
+        # sequence-reset detection (collector thread only): per "NET.STA" the last record received
+        # (seq, latest end) and each channel's latest end; stations whose first record after this
+        # connect is not checked yet; stations to ask for by time (from there) and those asked so
+        self._last: dict[str, tuple[int, float]] = {
+            sta: (seq, obspy.UTCDateTime(end).timestamp) for sta, (seq, end) in self._committed.items()}
+        self._channel_ends: dict[str, dict[str, float]] = {}
+        self._unverified: set[str] = set()
+        self._by_time: dict[str, float] = {}
+        self._asked_by_time: set[str] = set()
 
     # ---------------------------------------------------------------- state file
 
@@ -224,6 +258,55 @@ class SeedLinkSource(Source):
         self.counters.reconnects += 1
         metrics.RECONNECTS.labels(source=self.uri).inc()
         log.info("%s: reconnected", self.uri)
+
+    def _connected(self) -> None:
+        """A new connection: the first record of each station resumed by sequence gets checked."""
+        self._asked_by_time = set()
+        wanted = {f"{k.network}.{k.station}" for k in self._keys}
+        self._unverified = {sta for sta in wanted & set(self._last) if sta not in self._by_time}
+
+    def _continues(self, sta: str, seq: int, start: float) -> bool:
+        """Whether a record resumed by sequence number continues what we have of ``sta``."""
+        last_seq, last_end = self._last[sta]
+        ahead = 0 < (seq - last_seq) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
+        return ahead and start <= last_end + CONTINUITY_TOLERANCE_S
+
+    def _resume_from(self, sta: str) -> float:
+        """Our last sample of ``sta``: the earliest of its channels' latest ends (all channels resume)."""
+        ends = self._channel_ends.get(sta)
+        return min(ends.values()) if ends else self._last[sta][1]
+
+    def _sequence_reset(self, sta: str, seq: int, start: float) -> None:
+        """The server's numbering does not continue ours: ask the unchecked stations again by time."""
+        last_seq, last_end = self._last[sta]
+        for other in self._unverified | {sta}:
+            self._by_time[other] = self._resume_from(other)
+        self._unverified = set()
+        self._count_error("sequence_reset", f"{sta}: the server's sequence numbers do not continue ours "
+                          f"(record {seq:06X} from {obspy.UTCDateTime(start)} after our {last_seq:06X} ending "
+                          f"{obspy.UTCDateTime(last_end)}); asking for {', '.join(sorted(self._by_time))} by time "
+                          "from their last samples")
+        self._conn.disconnect()  # the next collect() reconnects and negotiates TIME for those stations
+
+    def _check_resumed(self, sta: str, station_id: str, seq: int, start: float) -> bool:
+        """False when the record must be dropped: it shows a sequence reset, or it still belongs to
+        the connection being replaced. Reports data the server no longer has."""
+        if sta in self._by_time:
+            if sta not in self._asked_by_time:
+                return False  # from the connection whose numbering was reset
+            begin = self._by_time.pop(sta)
+            if start > begin + CONTINUITY_TOLERANCE_S:
+                metrics.DATA_LOST_SECONDS.labels(station=station_id).inc(start - begin)
+                self._count_error("unfilled_gap", f"{station_id}: data from {obspy.UTCDateTime(begin)} to "
+                                  f"{obspy.UTCDateTime(start)} ({start - begin:.1f} s) is no longer on the server: "
+                                  "lost")
+            return True
+        if sta in self._unverified:
+            self._unverified.discard(sta)
+            if not self._continues(sta, seq, start):
+                self._sequence_reset(sta, seq, start)
+                return False
+        return True
 
     def _backoff_delay(self) -> float:
         if not self._connected_once and self._attempts == 0:
@@ -330,10 +413,16 @@ class SeedLinkSource(Source):
             self._count_error("unexpected_stream", f"dropping record of unrequested stream {trace.id}", logging.DEBUG)
             return
         end = (s.endtime + s.delta).timestamp if s.sampling_rate else s.endtime.timestamp
+        sta, seq = f"{s.network}.{s.station}", packet.get_sequence_number()
+        if not self._check_resumed(sta, f"{sta}.{s.location}", seq, s.starttime.timestamp):
+            return
+        self._last[sta] = (seq, max(end, self._last.get(sta, (seq, end))[1]))
+        ends = self._channel_ends.setdefault(sta, {})
+        ends[trace.id] = max(end, ends.get(trace.id, end))
         self.counters.records += 1
         self.counters.samples += s.npts
         metrics.observe_data(f"{s.network}.{s.station}.{s.location}", s.npts, end)
-        ticket = (f"{s.network}.{s.station}", packet.get_sequence_number(), end)
+        ticket = (sta, seq, end)
         if on_trace is None:
             while not self._stopping.is_set():
                 try:
