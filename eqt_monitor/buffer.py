@@ -89,7 +89,8 @@ class BufferStats:
 
     records: int = 0  # traces added
     samples_received: int = 0  # raw samples in them
-    bad_records: int = 0  # dropped: unknown component, no usable rate, non-finite samples
+    bad_records: int = 0  # dropped: unknown component, no usable rate
+    nonfinite_samples: int = 0  # NaN/inf samples dropped (their gaps are filled by the gap policy)
     overlap_samples_dropped: int = 0  # repeated or late samples, at 100 Hz
     gaps_interpolated: int = 0
     gaps_zero_filled: int = 0
@@ -180,14 +181,19 @@ class StationBuffer:
             self._bad(f"{trace.id}: {exc}")
             return
         data = np.asarray(trace.data, dtype=np.float64)
-        if not np.isfinite(data).all():
-            self._bad(f"{trace.id} record at {stats.starttime}: non-finite samples")
-            return
-        slot = COMPONENT_SLOT[letter]
-        comp = self._components[slot]
+        comp = self._components[COMPONENT_SLOT[letter]]
         comp.seen = True
-        for time, samples in self._resample(comp, stats.starttime.timestamp, stats.sampling_rate, data, trace.id):
-            self._insert(comp, time, samples)
+        finite = np.isfinite(data)
+        runs = [(0, len(data))] if finite.all() else _runs(finite)
+        if len(runs) != 1 or runs[0] != (0, len(data)):
+            bad = len(data) - int(finite.sum())
+            self.stats.nonfinite_samples += bad
+            log.warning("station %s: %s from %s: %d non-finite sample(s) (NaN/inf) treated as a gap",
+                        self.key, trace.id, stats.starttime, bad)
+        for lo, hi in runs:  # the finite runs; the gaps between them follow the gap policy
+            start = stats.starttime.timestamp + lo / stats.sampling_rate
+            for time, samples in self._resample(comp, start, stats.sampling_rate, data[lo:hi], trace.id):
+                self._insert(comp, time, samples)
 
     def _bad(self, reason: str, once: str | None = None) -> None:
         self.stats.bad_records += 1

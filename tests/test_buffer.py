@@ -311,7 +311,7 @@ def test_iter_segments_is_the_buffer_over_a_bounded_stream(bom):
         assert segs[-1].stretch_end and segs[0].stretch_start
 
 
-def test_bad_record_is_dropped_and_counted(bom, caplog):
+def test_non_finite_samples_are_a_gap_not_a_lost_record(bom, caplog):
     recs = records(bom)
     bad = recs[5].copy()
     bad.data = bad.data.astype(np.float64)
@@ -319,9 +319,31 @@ def test_bad_record_is_dropped_and_counted(bom, caplog):
     buffer = StationBuffer(BOM)
     with caplog.at_level(logging.WARNING):
         buffer.add(bad)
-    assert buffer.stats.bad_records == 1 and "non-finite" in caplog.text and "BOM" in caplog.text
-    data = joined(feed(buffer, recs))
-    np.testing.assert_array_equal(data[:, 2], column(bom, "Z"))
+    assert buffer.stats.nonfinite_samples == 1 and buffer.stats.bad_records == 0
+    assert "non-finite" in caplog.text and bad.id in caplog.text
+    data = joined(feed(buffer, recs))  # the clean copy of record 5 fills the one-sample hole
+    for slot, letter in enumerate("ENZ"):
+        np.testing.assert_array_equal(data[:, slot], column(bom, letter))
+
+
+@pytest.mark.parametrize("bad, how", [(slice(300, 301), "interpolated"), (slice(300, 400), "zeros")])
+def test_non_finite_samples_follow_the_gap_policy(bom, bad, how):
+    st = bom.copy()
+    z = st.select(component="Z")[0]
+    z.data = z.data.astype(np.float64)
+    z.data[bad] = np.inf if how == "zeros" else np.nan
+    buffer = StationBuffer(BOM)
+    data = joined(feed(buffer, records(st)))
+    clean = column(bom, "Z")
+    outside = np.ones(len(clean), dtype=bool)
+    outside[bad] = False
+    np.testing.assert_array_equal(data[outside, 2], clean[outside])
+    n = bad.stop - bad.start
+    assert buffer.stats.nonfinite_samples == n
+    if how == "zeros":
+        assert not data[bad, 2].any()
+    else:  # the one missing sample lies between its neighbours
+        assert data[bad, 2][0] == np.float32((clean[bad.start - 1] + clean[bad.stop]) / 2)
 
 
 def test_bad_gap_policy_and_channel_are_user_errors():
