@@ -11,6 +11,7 @@ import logging
 import re
 import struct
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -91,6 +92,48 @@ def trim(stream: obspy.Stream, start: float | None, end: float | None) -> obspy.
         nearest_sample=False,
     )
     return obspy.Stream([tr for tr in stream if tr.stats.npts])
+
+
+class DecodedFiles:
+    """Whole miniSEED files decoded once and kept while a source is open, so that a replay reading
+    a day file in many chunks decodes it (and warns about its damage) once, not once per chunk.
+
+    A file is read again when its size or modification time changes (a file still being
+    written). Bounded by ``max_bytes`` of sample data: least recently used files go first, and
+    ``forget_before(t)`` drops files whose data all ends before ``t`` (a replay moves forward).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._files: OrderedDict[Path, tuple[tuple[int, int], obspy.Stream, int]] = OrderedDict()
+        self.reads = 0  # files decoded
+
+    def get(self, path: Path, start: float, end: float) -> obspy.Stream:
+        """Copies of the samples of ``path`` inside ``[start, end]``."""
+        info = path.stat()
+        version = (info.st_size, info.st_mtime_ns)
+        entry = self._files.get(path)
+        if entry is None or entry[0] != version:
+            self.reads += 1
+            stream = read_mseed(path)
+            entry = (version, stream, sum(tr.data.nbytes for tr in stream))
+            self._files[path] = entry
+            while len(self._files) > 1 and sum(e[2] for e in self._files.values()) > self.max_bytes:
+                self._files.popitem(last=False)
+        self._files.move_to_end(path)
+        t0, t1 = obspy.UTCDateTime(start), obspy.UTCDateTime(end)
+        cut = (tr.slice(t0, t1, nearest_sample=False) for tr in entry[1])
+        return obspy.Stream([tr.copy() for tr in cut if tr.stats.npts])
+
+    def forget_before(self, time: float) -> None:
+        """Drop every file whose last sample is before ``time``."""
+        for path, (_, stream, _) in list(self._files.items()):
+            if all(tr.stats.endtime.timestamp < time for tr in stream):
+                del self._files[path]
+
+    def clear(self) -> None:
+        """Drop every file."""
+        self._files.clear()
 
 
 def _read_quietly(raw: bytes, start: float | None = None, end: float | None = None) -> obspy.Stream | None:
@@ -225,7 +268,19 @@ def record_length(raw: bytes, offset: int) -> int | None:
     return None
 
 
-class SDSSource(Source):
+class _FilesSource(Source):
+    """A source over local miniSEED files, each decoded once while the source is open."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.decoded = DecodedFiles()
+
+    def close(self) -> None:
+        """Drop the decoded files."""
+        self.decoded.clear()
+
+
+class SDSSource(_FilesSource):
     """An SDS archive (``ROOT/YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``), one file per channel and day."""
 
     #: records near midnight may sit in the previous day's file: look this far back into it
@@ -256,14 +311,15 @@ class SDSSource(Source):
     def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         """Every trace of ``stations`` in ``[start, end]`` from the archive's day files."""
         out = obspy.Stream()
+        self.decoded.forget_before(start - self.DAY_BORDER_S)
         for key in stations:
             for path in self.files(key, start, end):
-                out += select(read_mseed(path, start=start, end=end), [key])
+                out += select(self.decoded.get(path, start, end), [key])
         self._report_missing(stations, out, start, end)
         return out
 
 
-class FileSource(Source):
+class FileSource(_FilesSource):
     """miniSEED files: one path, a glob (``*.mseed``), or a directory (every miniSEED file under it)."""
 
     def __init__(self, uri: str, path: str) -> None:
@@ -310,12 +366,13 @@ class FileSource(Source):
     def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         """Every trace of ``stations`` in ``[start, end]`` from the files that hold any."""
         out = obspy.Stream()
+        self.decoded.forget_before(start)
         for path, spans in self._channels().items():
             wanted = spans is None or any(
                 t0 <= end and t1 >= start and any(matches(k, *nslc) for k in stations)
                 for (*nslc, t0, t1) in spans
             )
             if wanted:
-                out += select(read_mseed(path, start=start, end=end), stations)
+                out += select(self.decoded.get(path, start, end), stations)
         self._report_missing(stations, out, start, end)
         return out
