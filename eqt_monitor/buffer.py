@@ -397,14 +397,16 @@ class StationBuffer:
         n = stop - begin
         out = np.zeros((n, 3), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
+        blind = np.zeros(n, dtype=bool)
         for slot, comp in enumerate(self._components):
             counted = comp.seen or (self.declared is not None and slot in self.declared)
             if not counted and not comp.pieces:
                 continue
-            values, fill = self._fill(comp, views[slot], n)
+            values, fill, zeroed = self._fill(comp, views[slot], n)
             out[:, slot] = values
             if counted:
                 filled |= fill
+                blind |= zeroed
             comp.pieces = self._drop_before(comp.pieces, stop)
             comp.last_value, comp.last_real = float(values[-1]), not fill[-1]
         segment = Segment(
@@ -414,16 +416,20 @@ class StationBuffer:
             stretch_start=self._stretch_open,
             stretch_end=stretch_end,
             filled=int(filled.sum()),
+            blind=blind if blind.any() else None,
         )
         self.stats.samples_filled += segment.filled
         self._emitted, self._stretch_open = stop, False
         self._done_until = segment.end
         return segment
 
-    def _fill(self, comp: _Component, view: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``n`` values of ``view`` with its gaps filled, and which of them were filled."""
+    def _fill(self, comp: _Component, view: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``n`` values of ``view`` with its gaps filled, which of them were filled, and
+        which mark a zero-filled gap's edges for blinding (``Segment.blind``): every zero of a gap
+        whose data after it is already here, the first zero of one whose end is not (a dead channel)."""
         values = view.copy()
         missing = np.isnan(values)
+        zeroed = np.zeros(len(values), dtype=bool)
         limit = self.policy.interpolate_max_s * SAMPLING_RATE
         for lo, hi in _runs(missing):
             if lo >= n:
@@ -436,7 +442,11 @@ class StationBuffer:
             else:
                 values[lo:hi] = 0.0
                 self.stats.gaps_zero_filled += int(comp.seen and (lo > 0 or comp.last_real or comp.last_value is None))
-        return values[:n], missing[:n]
+                if right is not None:
+                    zeroed[lo:hi] = True
+                elif lo > 0 or comp.last_real:
+                    zeroed[lo] = True
+        return values[:n], missing[:n], zeroed[:n]
 
     @staticmethod
     def _drop_before(pieces: list[_Piece], stop: int) -> list[_Piece]:
