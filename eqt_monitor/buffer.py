@@ -126,6 +126,7 @@ class _Component:
     run_start: float = 0.0  # time of the run's first input sample
     last_value: float | None = None  # last value handed on
     last_real: bool = False  # whether that value was data (not a fill)
+    last_zero: bool = False  # whether that value was a zero fill
     known_end: int | None = None  # grid index after its latest data
     dead: bool = False
 
@@ -286,7 +287,7 @@ class StationBuffer:
         segments = self._drain(final=True)
         self._anchor, self._emitted, self._stretch_open = None, None, True
         for comp in self._components:
-            comp.known_end, comp.last_value, comp.last_real, comp.dead = None, None, False, False
+            comp.known_end, comp.last_value, comp.last_real, comp.last_zero, comp.dead = None, None, False, False, False
         return segments
 
     def _drain(self, final: bool) -> list[Segment]:
@@ -389,7 +390,7 @@ class StationBuffer:
             for piece in comp.pieces:
                 piece.index = round((piece.time - self._anchor) * SAMPLING_RATE)
             comp.known_end = max((p.end for p in comp.pieces), default=None)
-            comp.last_value, comp.last_real, comp.dead = None, False, False
+            comp.last_value, comp.last_real, comp.last_zero, comp.dead = None, False, False, False
         self._emitted, self._stretch_open = None, True
         return segment
 
@@ -430,6 +431,9 @@ class StationBuffer:
         values = view.copy()
         missing = np.isnan(values)
         zeroed = np.zeros(len(values), dtype=bool)
+        zero = np.zeros(len(values), dtype=bool)
+        if n and not missing[0] and comp.last_zero:  # data again after zeros handed on before
+            zeroed[0] = True
         limit = self.policy.interpolate_max_s * SAMPLING_RATE
         for lo, hi in _runs(missing):
             if lo >= n:
@@ -441,11 +445,13 @@ class StationBuffer:
                 self.stats.gaps_interpolated += int(comp.seen)
             else:
                 values[lo:hi] = 0.0
+                zero[lo:hi] = True
                 self.stats.gaps_zero_filled += int(comp.seen and (lo > 0 or comp.last_real or comp.last_value is None))
                 if right is not None:
                     zeroed[lo:hi] = True
                 elif lo > 0 or comp.last_real:
                     zeroed[lo] = True
+        comp.last_zero = bool(n and zero[n - 1])
         return values[:n], missing[:n], zeroed[:n]
 
     @staticmethod

@@ -282,6 +282,32 @@ def test_dead_component_is_zero_filled_after_the_timeout(bom, caplog):
     assert sum("no E data" in m for m in caplog.messages) == 1
 
 
+def blind_marks(segments) -> np.ndarray:
+    return np.concatenate([s.blind if s.blind is not None else np.zeros(len(s.data), dtype=bool) for s in segments])
+
+
+def test_zero_filled_gaps_are_marked_for_blinding_interpolated_ones_are_not(bom):
+    stream = cut(cut(bom, 60.0, 4.0, letters="N"), 120.0, 0.3, letters="Z")
+    segments = feed(StationBuffer(BOM), records(stream))
+    marks = blind_marks(segments)
+    assert np.flatnonzero(marks).tolist() == list(range(6000, 6400))  # the 4 s of zeros, not the 0.3 s interpolated
+
+
+def test_a_dead_component_is_marked_where_its_zeros_start_and_end(bom):
+    stream = cut(bom, 50.0, 70.0, letters="E")  # E silent for 70 s: longer than dead_channel_s
+    segments = []
+    buffer = StationBuffer(BOM)
+    for r in records(stream):
+        buffer.add(r)
+        segments += buffer.pop_ready()
+    segments += buffer.close()
+    data, marks = joined(segments), blind_marks(segments)
+    assert len(data) == 18000 and not data[5000:12000, 0].any()
+    marked = np.flatnonzero(marks)
+    assert marked[0] == 5000 and marked[-1] >= 12000 - 1  # the edges: zeros start, data again
+    assert len(marked) < 0.2 * 7000  # not the whole outage
+
+
 def test_memory_stays_within_a_window_and_a_step(shared):
     """20 min of a real station fed record by record never holds more than 6000 + 3000 samples."""
     t0 = obspy.UTCDateTime("2014-05-01T03:00:00")
