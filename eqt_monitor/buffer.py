@@ -91,7 +91,8 @@ class BufferStats:
 
     records: int = 0  # traces added
     samples_received: int = 0  # raw samples in them
-    bad_records: int = 0  # dropped: unknown component, no usable rate, non-finite samples
+    bad_records: int = 0  # dropped: unknown component, no usable rate
+    nonfinite_samples: int = 0  # NaN/inf samples dropped (their gaps are filled by the gap policy)
     overlap_samples_dropped: int = 0  # repeated or late samples, at 100 Hz
     gaps_interpolated: int = 0
     gaps_zero_filled: int = 0
@@ -127,6 +128,7 @@ class _Component:
     run_start: float = 0.0  # time of the run's first input sample
     last_value: float | None = None  # last value handed on
     last_real: bool = False  # whether that value was data (not a fill)
+    last_zero: bool = False  # whether that value was a zero fill
     known_end: int | None = None  # grid index after its latest data
     dead: bool = False
 
@@ -182,14 +184,19 @@ class StationBuffer:
             self._bad(f"{trace.id}: {exc}")
             return
         data = np.asarray(trace.data, dtype=np.float64)
-        if not np.isfinite(data).all():
-            self._bad(f"{trace.id} record at {stats.starttime}: non-finite samples")
-            return
-        slot = COMPONENT_SLOT[letter]
-        comp = self._components[slot]
+        comp = self._components[COMPONENT_SLOT[letter]]
         comp.seen = True
-        for time, samples in self._resample(comp, stats.starttime.timestamp, stats.sampling_rate, data, trace.id):
-            self._insert(comp, time, samples)
+        finite = np.isfinite(data)
+        runs = [(0, len(data))] if finite.all() else _runs(finite)
+        if len(runs) != 1 or runs[0] != (0, len(data)):
+            bad = len(data) - int(finite.sum())
+            self.stats.nonfinite_samples += bad
+            log.warning("station %s: %s from %s: %d non-finite sample(s) (NaN/inf) treated as a gap",
+                        self.key, trace.id, stats.starttime, bad)
+        for lo, hi in runs:  # the finite runs; the gaps between them follow the gap policy
+            start = stats.starttime.timestamp + lo / stats.sampling_rate
+            for time, samples in self._resample(comp, start, stats.sampling_rate, data[lo:hi], trace.id):
+                self._insert(comp, time, samples)
 
     def _bad(self, reason: str, once: str | None = None) -> None:
         self.stats.bad_records += 1
@@ -282,7 +289,7 @@ class StationBuffer:
         segments = self._drain(final=True)
         self._anchor, self._emitted, self._stretch_open = None, None, True
         for comp in self._components:
-            comp.known_end, comp.last_value, comp.last_real, comp.dead = None, None, False, False
+            comp.known_end, comp.last_value, comp.last_real, comp.last_zero, comp.dead = None, None, False, False, False
         return segments
 
     def _drain(self, final: bool) -> list[Segment]:
@@ -385,7 +392,7 @@ class StationBuffer:
             for piece in comp.pieces:
                 piece.index = round((piece.time - self._anchor) * SAMPLING_RATE)
             comp.known_end = max((p.end for p in comp.pieces), default=None)
-            comp.last_value, comp.last_real, comp.dead = None, False, False
+            comp.last_value, comp.last_real, comp.last_zero, comp.dead = None, False, False, False
         self._emitted, self._stretch_open = None, True
         return segment
 
@@ -393,14 +400,16 @@ class StationBuffer:
         n = stop - begin
         out = np.zeros((n, 3), dtype=np.float32)
         filled = np.zeros(n, dtype=bool)
+        blind = np.zeros(n, dtype=bool)
         for slot, comp in enumerate(self._components):
             counted = comp.seen or (self.declared is not None and slot in self.declared)
             if not counted and not comp.pieces:
                 continue
-            values, fill = self._fill(comp, views[slot], n)
+            values, fill, zeroed = self._fill(comp, views[slot], n)
             out[:, slot] = values
             if counted:
                 filled |= fill
+                blind |= zeroed
             comp.pieces = self._drop_before(comp.pieces, stop)
             comp.last_value, comp.last_real = float(values[-1]), not fill[-1]
         segment = Segment(
@@ -410,16 +419,23 @@ class StationBuffer:
             stretch_start=self._stretch_open,
             stretch_end=stretch_end,
             filled=int(filled.sum()),
+            blind=blind if blind.any() else None,
         )
         self.stats.samples_filled += segment.filled
         self._emitted, self._stretch_open = stop, False
         self._done_until = segment.end
         return segment
 
-    def _fill(self, comp: _Component, view: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``n`` values of ``view`` with its gaps filled, and which of them were filled."""
+    def _fill(self, comp: _Component, view: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``n`` values of ``view`` with its gaps filled, which of them were filled, and
+        which mark a zero-filled gap's edges for blinding (``Segment.blind``): every zero of a gap
+        whose data after it is already here, the first zero of one whose end is not (a dead channel)."""
         values = view.copy()
         missing = np.isnan(values)
+        zeroed = np.zeros(len(values), dtype=bool)
+        zero = np.zeros(len(values), dtype=bool)
+        if n and not missing[0] and comp.last_zero:  # data again after zeros handed on before
+            zeroed[0] = True
         limit = self.policy.interpolate_max_s * SAMPLING_RATE
         for lo, hi in _runs(missing):
             if lo >= n:
@@ -431,8 +447,14 @@ class StationBuffer:
                 self.stats.gaps_interpolated += int(comp.seen)
             else:
                 values[lo:hi] = 0.0
+                zero[lo:hi] = True
                 self.stats.gaps_zero_filled += int(comp.seen and (lo > 0 or comp.last_real or comp.last_value is None))
-        return values[:n], missing[:n]
+                if right is not None:
+                    zeroed[lo:hi] = True
+                elif lo > 0 or comp.last_real:
+                    zeroed[lo] = True
+        comp.last_zero = bool(n and zero[n - 1])
+        return values[:n], missing[:n], zeroed[:n]
 
     @staticmethod
     def _drop_before(pieces: list[_Piece], stop: int) -> list[_Piece]:

@@ -106,7 +106,7 @@ class Intake:
             self._overlapping.discard(key)
             log.info("station %s: data continues without overlap", key)
         for field, kind in (("bad_records", "bad_record"), ("rate_changes", "rate_change"),
-                            ("dead_channel_outages", "dead_channel")):
+                            ("dead_channel_outages", "dead_channel"), ("nonfinite_samples", "nonfinite_sample")):
             if getattr(now, field) > getattr(before, field):
                 metrics.ERRORS.labels(kind=kind).inc(getattr(now, field) - getattr(before, field))
         self._stats[key] = dataclasses.replace(now)

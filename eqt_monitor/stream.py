@@ -37,8 +37,11 @@ class EngineConfig:
     step: int = 3000
     batch_size: int = 64
     picker: PickerConfig = field(default_factory=PickerConfig)
+    fill_blinding: int = 200  # output samples zeroed on each side of zero-filled data (Segment.blind)
 
     def __post_init__(self):
+        if self.fill_blinding < 0:
+            raise UserError(f"fill_blinding: must be >= 0 samples, got {self.fill_blinding}")
         if not 1 <= self.step <= MAX_STEP:
             raise UserError(f"model step: must be between 1 and {MAX_STEP} samples (windows of {WINDOW_SAMPLES} "
                             f"with {BLINDING} blinded at each edge), got {self.step}")
@@ -74,10 +77,11 @@ class _Stretch:
     """One continuous stretch of a station: raw data still needed, stacked-but-not-final output,
     and the picker's state. Indices count samples from the stretch's first sample."""
 
-    def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig):
+    def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig, fill_blinding: int = 0):
         self.station = station
         self.start = start
         self.step = step
+        self.fill_blinding = fill_blinding
         self.origin = stretch_origin(start)
         # sub-sample offset of the data from the 100 Hz grid, to the microsecond (miniSEED's resolution)
         self._offset = round(start - self.origin / SAMPLING_RATE, 6)
@@ -87,6 +91,8 @@ class _Stretch:
         self._raw_first = 0  # stretch index of self._raw[0]
         self._raw = np.empty((0, 3), dtype=np.float32)
         self._stacked = np.zeros((0, 3), dtype=np.float32)  # samples [final, received)
+        self._marks = np.zeros(0, dtype=bool)  # Segment.blind of samples [final - fill_blinding, received)
+        self._any_marks = False
         self._start_emitted = False
         self._end_emitted = False
         self._next_grid = 0
@@ -114,10 +120,30 @@ class _Stretch:
         a sample has the same time in any stretch that contains it."""
         return (self.origin + index) / SAMPLING_RATE + self._offset
 
-    def append(self, data: np.ndarray) -> None:
+    def append(self, data: np.ndarray, blind: np.ndarray | None = None) -> None:
         self._raw = np.concatenate([self._raw, data])
         self._stacked = np.concatenate([self._stacked, np.zeros((len(data), 3), dtype=np.float32)])
+        if self.fill_blinding:
+            if len(self._marks) == 0:  # a new stretch: nothing before its first sample
+                self._marks = np.zeros(self.fill_blinding, dtype=bool)
+            marks = np.zeros(len(data), dtype=bool) if blind is None else np.asarray(blind, dtype=bool)
+            self._marks = np.concatenate([self._marks, marks])
+            self._any_marks = self._any_marks or bool(marks.any())
         self.received += len(data)
+
+    def _blind(self, probs: np.ndarray) -> None:
+        """Zero the output of the ``len(probs)`` samples from ``final`` that lie within
+        ``fill_blinding`` samples of a marked (zero-filled) one; keep the marks still needed."""
+        w, k = self.fill_blinding, len(probs)
+        if not w:
+            return
+        if self._any_marks:
+            window = self._marks[: k + 2 * w]  # marks of samples [final - w, final + k + w)
+            near = np.concatenate([[0], np.cumsum(window)])
+            hits = near[np.minimum(np.arange(k) + 2 * w + 1, len(window))] - near[np.arange(k)]
+            probs[hits > 0] = 0.0
+        self._marks = self._marks[k:]
+        self._any_marks = self._any_marks and bool(self._marks.any())
 
     def take_windows(self) -> list[WindowJob]:
         """The windows that became ready since the last call, in start order."""
@@ -173,6 +199,7 @@ class _Stretch:
         if k <= 0:
             return None, []
         probs = self._stacked[:k]
+        self._blind(probs)
         raw = self._raw[self.final - self._raw_first:bound - self._raw_first]
         segment = ProbabilitySegment(self.station, self.time(self.final), probs[:, 0].copy(), probs[:, 1].copy(),
                                      probs[:, 2].copy(), meta={"stretch_start": self.final == 0, "stretch_end": closing})
@@ -190,10 +217,12 @@ class StationStream:
     """One station: takes its ``Segment``s, hands out windows to predict, takes their outputs and
     releases final stacked probabilities with the detections and picks made on them."""
 
-    def __init__(self, station: StationKey, step: int = 3000, picker: PickerConfig | None = None):
+    def __init__(self, station: StationKey, step: int = 3000, picker: PickerConfig | None = None,
+                 fill_blinding: int = 0):
         self.station = station
         self.step = step
         self.picker = picker or PickerConfig()
+        self.fill_blinding = fill_blinding
         self._stretches: deque[_Stretch] = deque()  # oldest first; only the last may be open
         self._done_until: float | None = None  # end of the last finished stretch
 
@@ -215,6 +244,7 @@ class StationStream:
         (an unannounced gap) ends the stretch, an earlier one (overlap) drops the repeated samples;
         both with a warning naming the station."""
         data = np.asarray(segment.data, dtype=np.float32)
+        blind = segment.blind
         if data.ndim != 2 or data.shape[1] != 3:
             raise ValueError(f"{self.station}: segment data must be (n, 3) [E, N, Z], got {data.shape}")
         start = segment.start
@@ -232,12 +262,13 @@ class StationStream:
                 log.warning("%s: segment at %.2f overlaps %d samples already received; dropping them",
                             self.station, start, -shift)
                 data = data[-shift:]
+                blind = None if blind is None else blind[-shift:]
         if current is None:
             if not len(data):
                 return
-            current = _Stretch(self.station, start, self.step, self.picker)
+            current = _Stretch(self.station, start, self.step, self.picker, self.fill_blinding)
             self._stretches.append(current)
-        current.append(data)
+        current.append(data, blind)
         current.ended = current.ended or segment.stretch_end
 
     def take_windows(self) -> list[WindowJob]:
@@ -317,7 +348,8 @@ class Engine:
     def stream(self, station: StationKey) -> StationStream:
         """The station's stream (created on first use)."""
         if station not in self._streams:
-            self._streams[station] = StationStream(station, self.config.step, self.config.picker)
+            self._streams[station] = StationStream(station, self.config.step, self.config.picker,
+                                                   self.config.fill_blinding)
         return self._streams[station]
 
     def feed(self, segment: Segment) -> None:

@@ -84,7 +84,9 @@ class Segment:
     sample ``i`` is at ``start + i / SAMPLING_RATE``. Consecutive segments of one stretch are
     contiguous. ``stretch_start`` marks the first samples after the start of the data or a gap
     too long to fill; ``stretch_end`` the last samples before such a gap or the end of the data.
-    ``filled`` counts samples in ``data`` that were interpolated or zero-filled.
+    ``filled`` counts samples in ``data`` that were interpolated or zero-filled; ``blind`` (``None``:
+    none) marks zero-filled samples whose step to or from real data could make picks: the engine
+    zeroes the model output within ``EngineConfig.fill_blinding`` samples of them.
     """
 
     station: StationKey
@@ -93,6 +95,7 @@ class Segment:
     stretch_start: bool = False
     stretch_end: bool = False
     filled: int = 0
+    blind: np.ndarray | None = None  # (n,) bool
 
     @property
     def end(self) -> float:

@@ -282,6 +282,32 @@ def test_dead_component_is_zero_filled_after_the_timeout(bom, caplog):
     assert sum("no E data" in m for m in caplog.messages) == 1
 
 
+def blind_marks(segments) -> np.ndarray:
+    return np.concatenate([s.blind if s.blind is not None else np.zeros(len(s.data), dtype=bool) for s in segments])
+
+
+def test_zero_filled_gaps_are_marked_for_blinding_interpolated_ones_are_not(bom):
+    stream = cut(cut(bom, 60.0, 4.0, letters="N"), 120.0, 0.3, letters="Z")
+    segments = feed(StationBuffer(BOM), records(stream))
+    marks = blind_marks(segments)
+    assert np.flatnonzero(marks).tolist() == list(range(6000, 6400))  # the 4 s of zeros, not the 0.3 s interpolated
+
+
+def test_a_dead_component_is_marked_where_its_zeros_start_and_end(bom):
+    stream = cut(bom, 50.0, 70.0, letters="E")  # E silent for 70 s: longer than dead_channel_s
+    segments = []
+    buffer = StationBuffer(BOM)
+    for r in records(stream):
+        buffer.add(r)
+        segments += buffer.pop_ready()
+    segments += buffer.close()
+    data, marks = joined(segments), blind_marks(segments)
+    assert len(data) == 18000 and not data[5000:12000, 0].any()
+    marked = np.flatnonzero(marks)
+    assert marked[0] == 5000 and marked[-1] >= 12000 - 1  # the edges: zeros start, data again
+    assert len(marked) < 0.2 * 7000  # not the whole outage
+
+
 def test_memory_stays_within_a_window_and_a_step(shared):
     """20 min of a real station fed record by record never holds more than 6000 + 3000 samples."""
     t0 = obspy.UTCDateTime("2014-05-01T03:00:00")
@@ -311,7 +337,7 @@ def test_iter_segments_is_the_buffer_over_a_bounded_stream(bom):
         assert segs[-1].stretch_end and segs[0].stretch_start
 
 
-def test_bad_record_is_dropped_and_counted(bom, caplog):
+def test_non_finite_samples_are_a_gap_not_a_lost_record(bom, caplog):
     recs = records(bom)
     bad = recs[5].copy()
     bad.data = bad.data.astype(np.float64)
@@ -319,9 +345,31 @@ def test_bad_record_is_dropped_and_counted(bom, caplog):
     buffer = StationBuffer(BOM)
     with caplog.at_level(logging.WARNING):
         buffer.add(bad)
-    assert buffer.stats.bad_records == 1 and "non-finite" in caplog.text and "BOM" in caplog.text
-    data = joined(feed(buffer, recs))
-    np.testing.assert_array_equal(data[:, 2], column(bom, "Z"))
+    assert buffer.stats.nonfinite_samples == 1 and buffer.stats.bad_records == 0
+    assert "non-finite" in caplog.text and bad.id in caplog.text
+    data = joined(feed(buffer, recs))  # the clean copy of record 5 fills the one-sample hole
+    for slot, letter in enumerate("ENZ"):
+        np.testing.assert_array_equal(data[:, slot], column(bom, letter))
+
+
+@pytest.mark.parametrize("bad, how", [(slice(300, 301), "interpolated"), (slice(300, 400), "zeros")])
+def test_non_finite_samples_follow_the_gap_policy(bom, bad, how):
+    st = bom.copy()
+    z = st.select(component="Z")[0]
+    z.data = z.data.astype(np.float64)
+    z.data[bad] = np.inf if how == "zeros" else np.nan
+    buffer = StationBuffer(BOM)
+    data = joined(feed(buffer, records(st)))
+    clean = column(bom, "Z")
+    outside = np.ones(len(clean), dtype=bool)
+    outside[bad] = False
+    np.testing.assert_array_equal(data[outside, 2], clean[outside])
+    n = bad.stop - bad.start
+    assert buffer.stats.nonfinite_samples == n
+    if how == "zeros":
+        assert not data[bad, 2].any()
+    else:  # the one missing sample lies between its neighbours
+        assert data[bad, 2][0] == np.float32((clean[bad.start - 1] + clean[bad.stop]) / 2)
 
 
 def test_bad_gap_policy_and_channel_are_user_errors():

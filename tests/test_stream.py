@@ -318,3 +318,30 @@ def test_a_failing_station_is_dropped_and_reported_while_the_others_go_on(chile_
     assert alone == [p for p in reference if p.time >= min(p.time for p in alone)] and len(alone) > 5
     engine.remove(k1)
     assert engine.stations == [] and engine.pending_windows == 0
+
+
+def test_output_near_zero_filled_data_is_blinded_however_the_data_is_chunked(chile_30min):
+    key, start, data = chile_30min[0]
+    data = data[:30000]
+    blind = np.zeros(len(data), dtype=bool)
+    blind[[9000, 20000]] = True  # a dead channel's first zero
+    blind[15000:15400] = True  # a 4 s gap filled with zeros
+    constant = lambda batch: np.full(batch.shape, 0.5, dtype=np.float32)  # noqa: E731
+    rng = np.random.default_rng(5)
+    results = []
+    for sizes in ([len(data)], random_sizes(len(data), rng, 3000)):
+        feeds = segments(key, start, data, sizes)
+        i = 0
+        for seg in feeds:
+            seg.blind = blind[i:i + len(seg.data)]
+            i += len(seg.data)
+        probs = collect(run(Engine(constant, EngineConfig(fill_blinding=200)), feeds))[0][key]
+        results.append(np.concatenate([np.stack([s.detection, s.p, s.s], axis=1) for s in probs]))
+    np.testing.assert_array_equal(results[0], results[1])
+    zeroed = np.zeros(len(data), dtype=bool)
+    for lo, hi in ((8800, 9201), (14800, 15600), (19800, 20201)):
+        zeroed[lo:hi] = True
+    out = results[0]
+    assert (out[zeroed] == 0).all() and (out[~zeroed] == 0.5).all()
+    with pytest.raises(UserError, match="fill_blinding"):
+        EngineConfig(fill_blinding=-1)

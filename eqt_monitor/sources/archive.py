@@ -8,9 +8,12 @@ from __future__ import annotations
 import glob
 import io
 import logging
+import re
 import struct
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,7 +27,31 @@ from .base import Source, channel_pattern, matches, select
 
 log = logging.getLogger(__name__)
 
-MIN_RECORD = 128  # smallest miniSEED 2 record length: the step when searching past garbage
+MIN_RECORD = 128  # smallest miniSEED 2 record length (2^7)
+MAX_RECORD = 1 << 16  # largest (2^16)
+BATCH_RECORDS = 64  # records decoded per ObsPy call on the record-by-record path (bisected on a failure)
+# a fixed header's first 8 bytes: 6-character sequence number, quality indicator, reserved byte
+_HEADER_START = re.compile(rb"[0-9 \x00]{6}[DRQM][ \x00]")
+_CODE_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 \x00")
+
+
+@dataclass
+class _Skip:
+    """A run of bytes no record could be decoded from: ``[lo, hi)``, and the traces kept around it."""
+
+    lo: int
+    hi: int
+    before: obspy.Trace | None
+    after: obspy.Trace | None = None
+    header_samples: int = 0  # samples that the skipped records' own headers claim
+
+    def samples(self) -> int:
+        """Samples lost: the time gap between the records kept on either side when they are of one
+        channel, else what the skipped records' headers claim."""
+        b, a = self.before, self.after
+        if b is not None and a is not None and b.id == a.id and b.stats.sampling_rate == a.stats.sampling_rate:
+            return max(0, int(round((a.stats.starttime - b.stats.endtime) * b.stats.sampling_rate)) - 1)
+        return self.header_samples
 
 
 def read_mseed(
@@ -35,8 +62,9 @@ def read_mseed(
     ``name`` labels the data in the warning (defaults to the path). ObsPy reads the whole
     buffer at once; when that raises or libmseed complains (a corrupt header, a record whose
     samples fail to decode or to pass the Steim integrity check), the data is read again
-    record by record and the bad records are skipped. Traces are trimmed to the span (no
-    sample outside it) but not merged.
+    record by record: bad records and stray bytes are skipped, the next record found by
+    scanning byte by byte, and one warning says what was skipped. Traces are trimmed to the
+    span (no sample outside it) but not merged.
     """
     raw = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
     label = name or str(data)
@@ -45,10 +73,12 @@ def read_mseed(
     stream = _read_quietly(raw, start, end)
     if stream is not None:
         return trim(stream, start, end)
-    stream, bad = _read_by_record(raw)
-    if bad:
-        offsets = ", ".join(str(o) for o in bad[:10]) + (", ..." if len(bad) > 10 else "")
-        log.warning("%s: skipped %d undecodable miniSEED record(s) at byte offset(s) %s", label, len(bad), offsets)
+    stream, skips = _read_by_record(raw)
+    if skips:
+        spans = ", ".join(f"{s.lo}-{s.hi}" for s in skips[:10]) + (", ..." if len(skips) > 10 else "")
+        log.warning("%s: skipped %d undecodable stretch(es) of miniSEED, %d bytes, about %d samples, at byte offsets %s; "
+                    "kept %d samples", label, len(skips), sum(s.hi - s.lo for s in skips),
+                    sum(s.samples() for s in skips), spans, sum(tr.stats.npts for tr in stream))
     return trim(stream, start, end)
 
 
@@ -62,6 +92,48 @@ def trim(stream: obspy.Stream, start: float | None, end: float | None) -> obspy.
         nearest_sample=False,
     )
     return obspy.Stream([tr for tr in stream if tr.stats.npts])
+
+
+class DecodedFiles:
+    """Whole miniSEED files decoded once and kept while a source is open, so that a replay reading
+    a day file in many chunks decodes it (and warns about its damage) once, not once per chunk.
+
+    A file is read again when its size or modification time changes (a file still being
+    written). Bounded by ``max_bytes`` of sample data: least recently used files go first, and
+    ``forget_before(t)`` drops files whose data all ends before ``t`` (a replay moves forward).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._files: OrderedDict[Path, tuple[tuple[int, int], obspy.Stream, int]] = OrderedDict()
+        self.reads = 0  # files decoded
+
+    def get(self, path: Path, start: float, end: float) -> obspy.Stream:
+        """Copies of the samples of ``path`` inside ``[start, end]``."""
+        info = path.stat()
+        version = (info.st_size, info.st_mtime_ns)
+        entry = self._files.get(path)
+        if entry is None or entry[0] != version:
+            self.reads += 1
+            stream = read_mseed(path)
+            entry = (version, stream, sum(tr.data.nbytes for tr in stream))
+            self._files[path] = entry
+            while len(self._files) > 1 and sum(e[2] for e in self._files.values()) > self.max_bytes:
+                self._files.popitem(last=False)
+        self._files.move_to_end(path)
+        t0, t1 = obspy.UTCDateTime(start), obspy.UTCDateTime(end)
+        cut = (tr.slice(t0, t1, nearest_sample=False) for tr in entry[1])
+        return obspy.Stream([tr.copy() for tr in cut if tr.stats.npts])
+
+    def forget_before(self, time: float) -> None:
+        """Drop every file whose last sample is before ``time``."""
+        for path, (_, stream, _) in list(self._files.items()):
+            if all(tr.stats.endtime.timestamp < time for tr in stream):
+                del self._files[path]
+
+    def clear(self) -> None:
+        """Drop every file."""
+        self._files.clear()
 
 
 def _read_quietly(raw: bytes, start: float | None = None, end: float | None = None) -> obspy.Stream | None:
@@ -82,57 +154,133 @@ def _read_quietly(raw: bytes, start: float | None = None, end: float | None = No
     return stream
 
 
-def _read_by_record(raw: bytes) -> tuple[obspy.Stream, list[int]]:
-    """Decode ``raw`` one record at a time: the good records' traces, and the offsets of bad ones."""
+def _read_by_record(raw: bytes) -> tuple[obspy.Stream, list[_Skip]]:
+    """Decode ``raw`` a run of records at a time (bisecting a run that fails down to its bad
+    record); past a bad record or stray bytes, scan byte by byte for the next record that
+    decodes. The good records' traces, and the skipped byte runs."""
     traces: list[obspy.Trace] = []
-    bad: list[int] = []
-    offset, in_garbage = 0, False
+    skips: list[_Skip] = []
+    offset = 0
     while offset < len(raw):
-        length = record_length(raw, offset)
-        if length is None or offset + length > len(raw):
-            if not in_garbage:  # one entry per run of undecodable bytes
-                bad.append(offset)
-            offset, in_garbage = offset + MIN_RECORD, True
+        run = _chained_records(raw, offset)
+        good, bad = _decode_run(raw, run)
+        if good:
+            _after(skips, good[0])
+            traces.extend(good)
+        if bad is None:
+            offset = run[-1][0] + run[-1][1]
             continue
-        record = _read_quietly(raw[offset : offset + length])
-        if record is None:
-            bad.append(offset)
+        lo = bad[0]
+        resume = _next_record(raw, lo + 1)
+        claimed = _header_samples(raw, lo)
+        if skips and skips[-1].hi == lo and skips[-1].after is None:
+            skips[-1].hi, skips[-1].header_samples = resume, skips[-1].header_samples + claimed
         else:
-            traces.extend(record)
-        offset, in_garbage = offset + length, False
+            skips.append(_Skip(lo, resume, traces[-1] if traces else None, header_samples=claimed))
+        offset = resume
     stream = obspy.Stream(traces)
     stream.merge(method=-1)  # join exactly contiguous records again (no data changed)
-    return stream, bad
+    return stream, skips
 
 
-def record_length(raw: bytes, offset: int) -> int | None:
-    """Length of the miniSEED 2 record starting at ``offset`` (from blockette 1000), or ``None``
-    when no plausible fixed header with a blockette 1000 starts there."""
+def _after(skips: list[_Skip], first: obspy.Trace) -> None:
+    """Note ``first`` as the trace after the latest skip when none follows it yet."""
+    if skips and skips[-1].after is None:
+        skips[-1].after = first
+
+
+def _chained_records(raw: bytes, offset: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of up to ``BATCH_RECORDS`` records whose headers follow one another from
+    ``offset``; a one-element run of length 0 when no plausible header starts there."""
+    run: list[tuple[int, int]] = []
+    pos = offset
+    while len(run) < BATCH_RECORDS and (length := record_length(raw, pos)) is not None and pos + length <= len(raw):
+        run.append((pos, length))
+        pos += length
+    return run or [(offset, 0)]
+
+
+def _decode_run(raw: bytes, run: list[tuple[int, int]]) -> tuple[list[obspy.Trace], tuple[int, int] | None]:
+    """The traces of the records of ``run`` up to its first bad one, and that one (``None``: all good)."""
+    lo, hi = run[0][0], run[-1][0] + run[-1][1]
+    stream = _read_quietly(raw[lo:hi]) if hi > lo else None
+    if stream is not None:
+        return list(stream), None
+    if len(run) == 1:
+        return [], run[0]
+    half = len(run) // 2
+    good, bad = _decode_run(raw, run[:half])
+    if bad is not None:
+        return good, bad
+    rest, bad = _decode_run(raw, run[half:])
+    return good + rest, bad
+
+
+def _next_record(raw: bytes, offset: int) -> int:
+    """Offset of the first record at or after ``offset`` with a plausible header that decodes
+    (``len(raw)`` when there is none)."""
+    for match in _HEADER_START.finditer(raw, offset):
+        pos = match.start()
+        length = record_length(raw, pos)
+        if length is not None and pos + length <= len(raw) and _read_quietly(raw[pos : pos + length]) is not None:
+            return pos
+    return len(raw)
+
+
+def _header_samples(raw: bytes, offset: int) -> int:
+    """The sample count a plausible fixed header at ``offset`` claims (0 when there is none)."""
+    order = _byte_order(raw, offset)
+    return struct.unpack(order + "H", raw[offset + 30 : offset + 32])[0] if order else 0
+
+
+def _byte_order(raw: bytes, offset: int) -> str | None:
+    """``">"`` or ``"<"`` when a plausible miniSEED 2 fixed header starts at ``offset``, else ``None``:
+    sequence number of digits/spaces, quality D/R/Q/M, reserved space/NUL, station, location,
+    channel and network of letters, digits and spaces, and a plausible BTIME."""
     head = raw[offset : offset + 48]
     if len(head) < 48 or head[6:7] not in (b"D", b"R", b"Q", b"M") or head[7:8] not in (b" ", b"\x00"):
         return None
-    if not all(c in b"0123456789 \x00" for c in head[:6]):
+    if not all(c in b"0123456789 \x00" for c in head[:6]) or not all(c in _CODE_CHARS for c in head[8:20]):
         return None
     for order in (">", "<"):
-        year, day = struct.unpack(order + "HH", head[20:24])
-        if 1900 <= year <= 2100 and 1 <= day <= 366:
-            break
-    else:
+        year, day, hour, minute, second, _, _ = struct.unpack(order + "HHBBBBH", head[20:30])
+        if 1900 <= year <= 2100 and 1 <= day <= 366 and hour < 24 and minute < 60 and second <= 60:
+            return order
+    return None
+
+
+def record_length(raw: bytes, offset: int) -> int | None:
+    """Length of the miniSEED 2 record starting at ``offset`` (from blockette 1000, 2^7..2^16), or
+    ``None`` when no plausible fixed header with a blockette 1000 starts there."""
+    order = _byte_order(raw, offset)
+    if order is None:
         return None
-    next_blockette = struct.unpack(order + "H", head[46:48])[0]
+    next_blockette = struct.unpack(order + "H", raw[offset + 46 : offset + 48])[0]
     seen = 0
     while 48 <= next_blockette < len(raw) - offset - 8 and seen < 16:
         kind, following = struct.unpack(order + "HH", raw[offset + next_blockette : offset + next_blockette + 4])
         if kind == 1000:
-            exponent = raw[offset + next_blockette + 6]
-            return 1 << exponent if 7 <= exponent <= 20 else None
+            length = 1 << raw[offset + next_blockette + 6]
+            return length if MIN_RECORD <= length <= MAX_RECORD else None
         if following <= next_blockette:
             return None
         next_blockette, seen = following, seen + 1
     return None
 
 
-class SDSSource(Source):
+class _FilesSource(Source):
+    """A source over local miniSEED files, each decoded once while the source is open."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.decoded = DecodedFiles()
+
+    def close(self) -> None:
+        """Drop the decoded files."""
+        self.decoded.clear()
+
+
+class SDSSource(_FilesSource):
     """An SDS archive (``ROOT/YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``), one file per channel and day."""
 
     #: records near midnight may sit in the previous day's file: look this far back into it
@@ -163,14 +311,15 @@ class SDSSource(Source):
     def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         """Every trace of ``stations`` in ``[start, end]`` from the archive's day files."""
         out = obspy.Stream()
+        self.decoded.forget_before(start - self.DAY_BORDER_S)
         for key in stations:
             for path in self.files(key, start, end):
-                out += select(read_mseed(path, start=start, end=end), [key])
+                out += select(self.decoded.get(path, start, end), [key])
         self._report_missing(stations, out, start, end)
         return out
 
 
-class FileSource(Source):
+class FileSource(_FilesSource):
     """miniSEED files: one path, a glob (``*.mseed``), or a directory (every miniSEED file under it)."""
 
     def __init__(self, uri: str, path: str) -> None:
@@ -217,12 +366,13 @@ class FileSource(Source):
     def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         """Every trace of ``stations`` in ``[start, end]`` from the files that hold any."""
         out = obspy.Stream()
+        self.decoded.forget_before(start)
         for path, spans in self._channels().items():
             wanted = spans is None or any(
                 t0 <= end and t1 >= start and any(matches(k, *nslc) for k in stations)
                 for (*nslc, t0, t1) in spans
             )
             if wanted:
-                out += select(read_mseed(path, start=start, end=end), stations)
+                out += select(self.decoded.get(path, start, end), stations)
         self._report_missing(stations, out, start, end)
         return out
