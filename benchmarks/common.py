@@ -81,7 +81,7 @@ def replay_chile(predict_fn: Callable[[np.ndarray], np.ndarray], hours: float, b
 def warm_up(predict_fn: Callable[[np.ndarray], np.ndarray], batch_size: int) -> None:
     """Call ``predict_fn`` once with every batch shape the ``Predictor`` can use at ``batch_size``
     (the batch size and the powers of two below it), so that no compilation lands in a timing."""
-    from eqt_monitor.predictor import batch_sizes
+    from eqt_monitor.pipeline.predictor import batch_sizes
 
     for size in sorted({s for n in range(1, batch_size + 1) for s in batch_sizes(n, batch_size)}):
         predict_fn(np.zeros((size, 6000, 3), dtype=np.float32))

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from eqt_monitor.model.fast import UpsampleConv1D, inference_model
-    from eqt_monitor.windows import preprocess
+    from eqt_monitor.pipeline.windows import preprocess
 
     loaded = load_original()
     model = loaded.model

@@ -48,7 +48,7 @@ def per_window(ours, theirs, windows, batches: list[int], repeats: int) -> list[
     """ms per window (wall) of both models at each batch size, alternating within each size."""
     import torch
 
-    from eqt_monitor.windows import preprocess
+    from eqt_monitor.pipeline.windows import preprocess
 
     x = preprocess(windows)
     rows = []

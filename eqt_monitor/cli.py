@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 
-from . import __version__
-from .commands import COMMANDS
-from .errors import UserError
+from eqt_monitor import __version__
+from eqt_monitor.commands import COMMANDS
+from eqt_monitor.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

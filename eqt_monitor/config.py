@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from .buffer import GapPolicy
-from .errors import ConfigError, FieldError, UserError, one_line, show
-from .associator import AssociatorConfig, Layer
-from .model.spec import get_spec
-from .stream import MAX_STEP
-from .types import StationKey
+from eqt_monitor.errors import ConfigError, FieldError, UserError, one_line, show
+from eqt_monitor.events.associator import AssociatorConfig, Layer
+from eqt_monitor.model.spec import get_spec
+from eqt_monitor.pipeline.buffer import GapPolicy
+from eqt_monitor.pipeline.engine import MAX_STEP
+from eqt_monitor.records import StationKey
 
 ARCHIVE_SCHEMES = ("sds", "file")
 NETWORK_SCHEMES = ("fdsn", "fdsns", "seedlink")

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from obspy import Stream, UTCDateTime  # noqa: E402
 
-from .catalog import Event  # noqa: E402
-from .types import ProbabilitySegment, StationKey  # noqa: E402
+from eqt_monitor.catalog.store import Event  # noqa: E402
+from eqt_monitor.records import ProbabilitySegment, StationKey  # noqa: E402
 
 COMPONENT_COLOURS = {"E": "0.55", "N": "0.35", "Z": "k"}
 PHASE_COLOURS = {"P": "tab:blue", "S": "tab:red"}
@@ -31,9 +31,9 @@ def model_probabilities(stream: Stream, stations: Sequence[StationKey], predict_
 
     Samples no window covered (gaps) are NaN.
     """
-    from .buffer import StationBuffer
-    from .sources.base import select
-    from .stream import Engine
+    from eqt_monitor.pipeline.buffer import StationBuffer
+    from eqt_monitor.pipeline.engine import Engine
+    from eqt_monitor.sources.base import select
 
     engine = Engine(predict_fn, engine_config)
     for key in stations:

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import obspy
 
-from .buffer import StationBuffer
-from .catalog import Catalog, Run
-from .config import MonitorConfig
-from .errors import UserError
-from .picker import PickerConfig
-from .sources.base import Source, open_source, select
-from .stream import Engine, EngineConfig, EngineOutput
-from .types import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
+from eqt_monitor.catalog.store import Catalog, Run
+from eqt_monitor.config import MonitorConfig
+from eqt_monitor.errors import UserError
+from eqt_monitor.pipeline.buffer import StationBuffer
+from eqt_monitor.pipeline.engine import Engine, EngineConfig, EngineOutput
+from eqt_monitor.pipeline.picker import PickerConfig
+from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
+from eqt_monitor.sources.base import Source, open_source, select
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from obspy.geodetics import gps2dist_azimuth
 
-from eqt_monitor.associator import Associator, AssociatorConfig, Layer, associate, layered_travel_times
-from eqt_monitor.catalog import Catalog
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import ConfigError
-from eqt_monitor.types import Pick, StationKey
+from eqt_monitor.events.associator import Associator, AssociatorConfig, Layer, associate, layered_travel_times
+from eqt_monitor.records import Pick, StationKey
 
 LAT0, LON0, T_START = 33.0, -115.6, 1601510400.0
 SHA = "ab" * 32

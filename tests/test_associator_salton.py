@@ -11,11 +11,11 @@ import pytest
 from obspy import Stream, UTCDateTime, read, read_events, read_inventory
 from obspy.io.quakeml.core import _validate
 
-from eqt_monitor.associator import associate
-from eqt_monitor.catalog import Catalog
+from eqt_monitor.catalog.export import export_quakeml
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.cli import main
-from eqt_monitor.export import export_quakeml
-from eqt_monitor.magnitude import local_magnitude
+from eqt_monitor.events.associator import associate
+from eqt_monitor.events.magnitude import local_magnitude
 
 START = UTCDateTime("2020-10-01T00:00:00").timestamp
 END = START + 180.0

@@ -134,7 +134,7 @@ FLAG_CASES = [
 
 @pytest.mark.parametrize("argv, fragment", [c[1:] for c in FLAG_CASES], ids=[c[0] for c in FLAG_CASES])
 def test_bad_flags_are_one_line(workdir, capsys, argv, fragment):
-    from eqt_monitor.catalog import Catalog
+    from eqt_monitor.catalog.store import Catalog
 
     Catalog(workdir / "empty.sqlite").close()
     cfg = write_config(workdir, (None, BASE))

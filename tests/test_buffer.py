@@ -9,9 +9,9 @@ import obspy
 import pytest
 from scipy.signal import resample_poly, butter, sosfiltfilt
 
-from eqt_monitor.buffer import GapPolicy, StationBuffer, iter_segments
 from eqt_monitor.errors import UserError
-from eqt_monitor.types import StationKey
+from eqt_monitor.pipeline.buffer import GapPolicy, StationBuffer, iter_segments
+from eqt_monitor.records import StationKey
 
 SALTON_BOM = "data/salton_sea_2020/mseed/CI.BOM.2020-10-01T00:00.mseed"
 RIDGECREST = "data/ridgecrest_2019/PB.B916..EH.2019-07-07T07-50.mseed"

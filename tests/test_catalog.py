@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from eqt_monitor.catalog import (
+from eqt_monitor.catalog.store import (
     SCHEMA_VERSION, Arrival, Catalog, Event, Magnitude, Origin, Run, StationMagnitude, pick_id,
 )
 from eqt_monitor.errors import UserError
-from eqt_monitor.types import Detection, Pick, StationKey
+from eqt_monitor.records import Detection, Pick, StationKey
 
 A = StationKey("CI", "AAA", "", "HH")
 B = StationKey("CI", "BBB", "00", "EH")

@@ -7,7 +7,7 @@ import pytest
 
 from eqt_monitor.config import load_config, stations_from_inventory
 from eqt_monitor.errors import ConfigError
-from eqt_monitor.types import StationKey
+from eqt_monitor.records import StationKey
 
 ROOT = Path(__file__).resolve().parents[1]
 

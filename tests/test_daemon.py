@@ -18,11 +18,11 @@ import pytest
 
 from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, station_entries, total, wait_for,
                             write_config)
-from eqt_monitor import seedlink_server
-from eqt_monitor.associator import Associator
-from eqt_monitor.catalog import Catalog
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import load_config
+from eqt_monitor.events.associator import Associator
 from eqt_monitor.replay import CONTEXT_S, replay
+from eqt_monitor.sim import seedlink_server
 from fdsn_server import build_index, dataselect_server
 from test_replay import assert_same_picks
 

@@ -22,7 +22,7 @@ import pytest
 
 from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, station_entries, total, wait_for,
                             write_config)
-from eqt_monitor.catalog import Catalog
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import load_config
 from eqt_monitor.replay import CONTEXT_S
 from test_daemon import _scrape_or_none, model, replay_settled_picks, settle_and_stop  # noqa: F401

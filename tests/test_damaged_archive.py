@@ -13,9 +13,9 @@ import obspy
 import pytest
 
 from eqt_monitor.config import MonitorConfig, StationConfig
+from eqt_monitor.records import Pick, StationKey
 from eqt_monitor.replay import replay
 from eqt_monitor.sources import archive
-from eqt_monitor.types import Pick, StationKey
 
 PB01 = StationKey("CX", "PB01", "", "HH")
 DAY = "2014/CX/PB01/{cha}.D/CX.PB01..{cha}.D.2014.121"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from eqt_monitor import deploy, metrics
+from eqt_monitor import deploy
+from eqt_monitor.live import metrics
 
 DASHBOARD = deploy.path("grafana-dashboard.json")
 SUFFIXES = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"]}

@@ -7,10 +7,10 @@ import pytest
 from obspy import UTCDateTime, read_events
 from obspy.io.quakeml.core import _validate
 
-from eqt_monitor.catalog import Arrival, Catalog, Event, Magnitude, Origin, StationMagnitude
+from eqt_monitor.catalog.export import EQT_CSV_COLUMNS, export_quakeml, write_eqt_csv, write_events_csv
+from eqt_monitor.catalog.store import Arrival, Catalog, Event, Magnitude, Origin, StationMagnitude
 from eqt_monitor.cli import main
-from eqt_monitor.export import EQT_CSV_COLUMNS, export_quakeml, write_eqt_csv, write_events_csv
-from eqt_monitor.types import Detection, Pick, StationKey
+from eqt_monitor.records import Detection, Pick, StationKey
 
 T0 = 1601510400.0
 A, B, C = (StationKey("CI", s, "", "HH") for s in ("BOM", "COA", "CRR"))

@@ -9,7 +9,7 @@ import pytest
 from eqt_monitor.inference import MIN_XLA_BATCH
 from eqt_monitor.model.fast import UpsampleConv1D, inference_model
 from eqt_monitor.model.load import load_model
-from eqt_monitor.windows import preprocess
+from eqt_monitor.pipeline.windows import preprocess
 
 TOLERANCE = 1e-4
 
@@ -49,8 +49,8 @@ def test_upsample_conv_equals_upsampling_then_same_conv(kernel, length):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-def test_inference_model_fuses_every_uncropped_upsampling_of_the_decoders():
-    loaded = load_model("original", allow_random=True)
+def test_inference_model_fuses_every_uncropped_upsampling_of_the_decoders(original_weights):
+    loaded = load_model("original", original_weights)
     model = loaded.model  # a sub-model from an inner tensor adds nodes to the shared layers: still found
     keras.Model(model.get_layer("layer_normalization_4").output, model.get_layer("detector").output)
     fast = inference_model(model)

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eqt_monitor import metrics
 from eqt_monitor.errors import UserError
+from eqt_monitor.live import metrics
 
 # name (as exposed, without _total/_bucket suffixes) -> Prometheus type
 EXPECTED = {

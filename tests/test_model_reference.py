@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from eqt_monitor.windows import normalize
+from eqt_monitor.pipeline.windows import normalize
 
 DATA = Path(__file__).parent / "data"
 TOLERANCE = 2e-5  # measured: <= 4e-6 on 32 windows; 1e-4 would miss dropping the attention epsilon

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eqt_monitor.picker import (
+from eqt_monitor.pipeline.picker import (
     IncrementalPicker,
     PickerConfig,
     find_peaks,

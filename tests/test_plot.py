@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime, read
 
-from eqt_monitor.catalog import Arrival, Event, Origin
+from eqt_monitor.catalog.store import Arrival, Event, Origin
 from eqt_monitor.plot import model_probabilities, plot_event, stations_by_distance
-from eqt_monitor.types import Pick, ProbabilitySegment, StationKey
+from eqt_monitor.records import Pick, ProbabilitySegment, StationKey
 
 T0 = 1601510400.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eqt_monitor.predictor import BLINDING, Predictor, batch_sizes, stack
-from eqt_monitor.windows import preprocess
+from eqt_monitor.pipeline.predictor import BLINDING, Predictor, batch_sizes, stack
+from eqt_monitor.pipeline.windows import preprocess
 
 
 def test_batch_sizes_are_full_batches_then_a_power_of_two():

@@ -82,7 +82,7 @@ def test_file_only_commands_answer_before_tensorflow_loads(args):
 
 
 def test_plot_of_an_unknown_event_is_one_line_and_no_tensorflow(tmp_path):
-    from eqt_monitor.catalog import Catalog
+    from eqt_monitor.catalog.store import Catalog
 
     with Catalog(tmp_path / "c.sqlite"):
         pass

@@ -9,10 +9,10 @@ from pathlib import Path
 import obspy
 import pytest
 
-from eqt_monitor.catalog import Catalog
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import MonitorConfig, StationConfig, config_from_inventory, load_config
+from eqt_monitor.records import StationKey
 from eqt_monitor.replay import replay
-from eqt_monitor.types import StationKey
 from fdsn_server import build_index, dataselect_server
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 
-from eqt_monitor.sdnotify import Notifier
+from eqt_monitor.live.sdnotify import Notifier
 
 
 def test_states_arrive_as_one_datagram_each_and_a_stalled_reader_never_blocks(tmp_path, monkeypatch):

@@ -18,10 +18,10 @@ import pytest
 
 from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.errors import UserError
-from eqt_monitor.seedlink_server import SeedLinkServer
+from eqt_monitor.records import StationKey
+from eqt_monitor.sim.seedlink_server import SeedLinkServer
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.seedlink import SeedLinkSource, selectors
-from eqt_monitor.types import StationKey
 
 T0 = obspy.UTCDateTime(CHILE_T0)
 KEYS = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB02", "", "HH")]
@@ -233,7 +233,7 @@ def test_a_sequence_reset_is_noticed_and_resumed_by_time_without_gap(sds, archiv
 
 
 def test_data_a_reset_server_no_longer_has_is_a_warning_and_a_metric(sds, caplog):
-    from eqt_monitor import metrics
+    from eqt_monitor.live import metrics
 
     lost = {k: metrics.DATA_LOST_SECONDS.labels(station=f"{k.network}.{k.station}.")._value.get() for k in KEYS}
     src, got = _stream_across_a_sequence_reset(sds, 45, T0 + 300)

@@ -9,9 +9,9 @@ import obspy
 import pytest
 
 from eqt_monitor.errors import UserError
+from eqt_monitor.records import StationKey
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.archive import FileSource, SDSSource, read_mseed
-from eqt_monitor.types import StationKey
 
 BOM = StationKey("CI", "BOM", "", "HH")
 PB01 = StationKey("CX", "PB01", "", "HH")

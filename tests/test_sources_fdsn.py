@@ -7,9 +7,9 @@ import numpy as np
 import obspy
 import pytest
 
-from eqt_monitor.buffer import iter_segments
+from eqt_monitor.pipeline.buffer import iter_segments
+from eqt_monitor.records import StationKey
 from eqt_monitor.sources import SourceError, open_source
-from eqt_monitor.types import StationKey
 from fdsn_server import build_index, dataselect_server, fix_latest_offsets, free_port
 
 CHILE = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB02", "", "HH")]

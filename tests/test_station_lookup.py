@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import itertools
 
+from eqt_monitor.records import StationKey
 from eqt_monitor.sources.base import StationLookup, matches
-from eqt_monitor.types import StationKey
 
 HH = StationKey("CX", "PB01", "", "HH")
 EH = StationKey("CX", "PB01", "", "EH")

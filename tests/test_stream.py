@@ -9,9 +9,9 @@ import pytest
 from obspy.clients.filesystem.sds import Client
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.predictor import BLINDING
-from eqt_monitor.stream import Engine, EngineConfig, StationStream
-from eqt_monitor.types import Segment, StationKey
+from eqt_monitor.pipeline.engine import Engine, EngineConfig, StationStream
+from eqt_monitor.pipeline.predictor import BLINDING
+from eqt_monitor.records import Segment, StationKey
 
 MAY_1 = obspy.UTCDateTime(2014, 5, 1).timestamp
 
@@ -234,8 +234,8 @@ def test_a_step_leaving_samples_uncovered_is_refused():
 
 @pytest.mark.slow
 def test_original_model_on_30_minutes_of_chile_through_the_buffer(shared, original_weights):
-    from eqt_monitor.buffer import iter_segments
     from eqt_monitor.model.load import load_model
+    from eqt_monitor.pipeline.buffer import iter_segments
 
     client = Client(str(shared / "data" / "chile_2014" / "sds"))
     st = client.get_waveforms("CX", "PB0?", "", "HH?", obspy.UTCDateTime(MAY_1), obspy.UTCDateTime(MAY_1 + 1800))

@@ -17,8 +17,8 @@ from eqt_monitor.training.augment import (
     event_end,
     shift_event,
 )
+from eqt_monitor.pipeline.windows import normalize
 from eqt_monitor.training.generator import TrainingBatches, training_pair
-from eqt_monitor.windows import normalize
 from eqt_monitor.training.labels import make_labels
 from eqt_monitor.training.stead import EARTHQUAKE, NOISE, SteadDataset, SteadTrace, write_stead
 

@@ -6,7 +6,7 @@ import obspy
 import pytest
 from obspy.clients.filesystem.sds import Client
 
-from eqt_monitor.windows import grid_starts, preprocess, stretch_origin
+from eqt_monitor.pipeline.windows import grid_starts, preprocess, stretch_origin
 
 MAY_1 = obspy.UTCDateTime(2014, 5, 1).timestamp  # a multiple of 30 s since the epoch
 

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training.compare import compare, load_results, to_json, to_markdown
+from eqt_monitor.training.compare import compare, load_results, to_json, to_markdown
 
 NAME = "compare"
 HELP = "compare evaluate results against a baseline: the 25 metrics, better values marked, N of 25"

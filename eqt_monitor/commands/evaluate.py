@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training import metrics as ev
-from ..training.metrics import METRIC_NAMES
+from eqt_monitor.training import metrics as ev
+from eqt_monitor.training.metrics import METRIC_NAMES
 
 NAME = "evaluate"
 HELP = "score a model on a labelled STEAD-format HDF5 + CSV (the 25 metrics of DESIGN.md §4)"
@@ -41,10 +41,10 @@ def format_report(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the report, write the JSON."""
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(None)
-    from ..training.evaluate import evaluate  # Keras: imported only when evaluating
+    from eqt_monitor.training.evaluate import evaluate  # Keras: imported only when evaluating
 
     result = evaluate(
         args.model,

@@ -15,10 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiments and print their tables."""
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(None)
-    from ..training.experiment import run_experiments  # Keras: imported only when running
+    from eqt_monitor.training.experiment import run_experiments  # Keras: imported only when running
 
     for table in run_experiments(args.config):
         print(table.read_text(encoding="utf-8"), end="")

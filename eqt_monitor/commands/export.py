@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 NAME = "export"
 HELP = "write the catalog (a time span of it) as QuakeML 1.2, an events CSV, or EQTransformer's picks CSV"
@@ -12,7 +12,7 @@ HELP = "write the catalog (a time span of it) as QuakeML 1.2, an events CSV, or 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``export`` (DESIGN.md §3)."""
-    from ..export import FORMATS
+    from eqt_monitor.catalog.export import FORMATS
 
     parser.add_argument("--db", type=Path, required=True, help="SQLite catalog")
     parser.add_argument("--format", choices=FORMATS, required=True,
@@ -36,7 +36,7 @@ def parse_time(value: str | None, flag: str) -> float | None:
 
 def open_existing(path: Path):
     """The catalog at ``path``; UserError when there is no such file (instead of creating an empty one)."""
-    from ..catalog import Catalog
+    from eqt_monitor.catalog.store import Catalog
 
     if not path.is_file():
         raise UserError(f"--db {path}: no such catalog file")
@@ -45,7 +45,7 @@ def open_existing(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     """Export and print one line saying what was written."""
-    from ..export import export
+    from eqt_monitor.catalog.export import export
 
     start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
     if start is not None and end is not None and end <= start:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import WeightsError
+from eqt_monitor.errors import WeightsError
 
 NAME = "models"
 HELP = "list model variants and their weights; fetch published weights (pull)"
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _weights_status(spec_name: str, name: str | None) -> str:
     """Published weights of the spec (if any), then every trained file ``train`` recorded for it."""
-    from ..model.trained import trained
+    from eqt_monitor.model.trained import trained
 
     status = [_published_status(name)] if name else []
     for entry in trained(spec_name):
@@ -33,7 +33,7 @@ def _weights_status(spec_name: str, name: str | None) -> str:
 
 
 def _published_status(name: str) -> str:
-    from ..model import registry
+    from eqt_monitor.model import registry
 
     try:
         path = registry.find_local(name)
@@ -47,15 +47,15 @@ def _published_status(name: str) -> str:
 def list_models() -> list[tuple[str, int, str]]:
     """``(name, parameter count, weights status)`` for every spec in the zoo (counted from the spec:
     no model is built, so Keras is not loaded)."""
-    from ..model.params import count_params
-    from ..model.spec import list_specs
+    from eqt_monitor.model.params import count_params
+    from eqt_monitor.model.spec import list_specs
 
     return [(spec.name, count_params(spec), _weights_status(spec.name, spec.weights)) for spec in list_specs()]
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the zoo, or pull one weight set and print where it is."""
-    from ..model import registry
+    from eqt_monitor.model import registry
 
     if args.action == "list":
         rows = list_models()

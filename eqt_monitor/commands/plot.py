@@ -5,8 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import UserError
-from .export import open_existing
+from eqt_monitor.commands.export import open_existing
+from eqt_monitor.errors import UserError
 
 NAME = "plot"
 HELP = "draw an event's stations (nearest first) with picks and the model's D/P/S probabilities under them"
@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the waveforms, re-run the model around the event, draw."""
-    from ..model.spec import get_spec
-    from ..sources.base import open_source
+    from eqt_monitor.model.spec import get_spec
+    from eqt_monitor.sources.base import open_source
 
     # the flags, catalog, event, sources and model name are checked before TensorFlow starts
     for flag, value in (("--before", args.before), ("--after", args.after)):
@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or (last.model if last else "original")
     get_spec(name)
 
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(args.backend)
-    from ..model.load import load_model
-    from ..plot import model_probabilities, plot_event
-    from ..stream import EngineConfig
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.pipeline.engine import EngineConfig
+    from eqt_monitor.plot import model_probabilities, plot_event
 
     loaded = load_model(name, args.weights)
     if last and not args.weights and loaded.weights_sha256 != last.weights_sha256:

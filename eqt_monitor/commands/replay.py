@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 NAME = "replay"
 HELP = "run the pipeline over archived data (SDS, miniSEED files, FDSN) and write picks to the catalog"
@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load config and model, replay the span, print one summary line."""
-    from ..config import config_from_inventory, load_config
-    from ..model.spec import get_spec
-    from ..replay import sources_by_station
-    from ..sources.base import open_source
-    from .export import parse_time
+    from eqt_monitor.commands.export import parse_time
+    from eqt_monitor.config import config_from_inventory, load_config
+    from eqt_monitor.model.spec import get_spec
+    from eqt_monitor.replay import sources_by_station
+    from eqt_monitor.sources.base import open_source
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
     config = load_config(args.config) if args.config else config_from_inventory(args.inventory)
@@ -58,15 +58,15 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and not args.weights.is_file():
         raise UserError(f"--weights {args.weights}: weights file not found")
 
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(args.backend or config.model.backend)
     import time
 
-    from ..catalog import Catalog
-    from ..events import locate_span
-    from ..model.load import load_model
-    from ..replay import fetcher, replay
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.events.locate import locate_span
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.replay import fetcher, replay
 
     weights = args.weights or (config.model.weights if name == config.model.name else None)
     loaded = load_model(name, weights)
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
             summary.events = len(locate_span(catalog, config, start, end, fetcher(config, args.source)))
         summary.wall_s = time.perf_counter() - t_wall
         if args.picks_csv:
-            from ..export import write_eqt_csv
+            from eqt_monitor.catalog.export import write_eqt_csv
 
             write_eqt_csv(catalog, args.picks_csv, start=start, end=end)
         if args.quakeml:
-            from ..export import export_quakeml
+            from eqt_monitor.catalog.export import export_quakeml
 
             export_quakeml(catalog, args.quakeml, start=start, end=end, agency=config.agency)
     print(summary.line())

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 NAME = "run"
 HELP = "monitor live: SeedLink/FDSN → picks → events in the catalog, Prometheus metrics (SIGHUP reloads stations)"
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Load config and model, then serve until SIGTERM."""
     from obspy import UTCDateTime
 
-    from ..config import load_config
+    from eqt_monitor.config import load_config
 
     config = load_config(args.config)
     try:
@@ -40,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
     if args.silent_after <= 0 or args.poll_interval <= 0:
         raise UserError("--silent-after and --poll-interval must be positive")
 
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(config.model.backend)
-    from .. import metrics
-    from ..daemon import Daemon, DaemonSettings
-    from ..model.load import load_model
+    from eqt_monitor.live import metrics
+    from eqt_monitor.live.daemon import Daemon, DaemonSettings
+    from eqt_monitor.model.load import load_model
 
     loaded = load_model(config.model.name, config.model.weights)
     sha = loaded.weights_sha256 or "random"

@@ -5,7 +5,7 @@ import argparse
 import logging
 import signal
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 NAME = "simulate"
 HELP = "SeedLink v3 server streaming an archive as 512-byte miniSEED records in (accelerated) real time"
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; exits 0."""
-    from ..seedlink_server import SeedLinkServer
+    from eqt_monitor.sim.seedlink_server import SeedLinkServer
 
     if args.buffer < 1:
         raise UserError(f"simulate: --buffer must be at least 1, got {args.buffer}")

@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the result is."""
-    from ..model.backend import configure
+    from eqt_monitor.model.backend import configure
 
     configure(None)
-    from ..training.augment import AugmentationRates
-    from ..training.trainer import TrainConfig, train  # Keras: imported only when training
+    from eqt_monitor.training.augment import AugmentationRates
+    from eqt_monitor.training.trainer import TrainConfig, train  # Keras: imported only when training
 
     config = TrainConfig(
         model=args.model,

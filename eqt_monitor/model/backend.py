@@ -9,7 +9,7 @@ import re
 import sys
 import tempfile
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 DEFAULT_BACKEND = "tensorflow"
 # backend name -> the Python module it needs

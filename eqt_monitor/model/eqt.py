@@ -11,8 +11,8 @@ from collections import Counter
 import keras
 from keras import layers
 
-from ..types import WINDOW_SAMPLES
-from .layers import (
+from eqt_monitor.records import WINDOW_SAMPLES
+from eqt_monitor.model.layers import (
     FeedForward,
     LayerNormalization,
     MonteCarloSpatialDropout1D,
@@ -21,7 +21,7 @@ from .layers import (
     SeqSelfAttention,
     hard_sigmoid_keras2,
 )
-from .spec import HEAD_KERNEL, N_CHANNELS, ModelSpec
+from eqt_monitor.model.spec import HEAD_KERNEL, N_CHANNELS, ModelSpec
 
 OUTPUT_NAMES = ("detector", "picker_P", "picker_S")
 # the published models' regularisation of the encoder and decoder convolutions

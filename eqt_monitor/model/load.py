@@ -10,16 +10,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..errors import UserError, WeightsError
-from ..inference import compile_forward
-from ..types import WINDOW_SAMPLES
-from . import registry
-from .eqt import build_model
-from .fast import inference_model
-from .layers import MonteCarloSpatialDropout1D
-from .registry import sha256_file
-from .spec import N_CHANNELS, ModelSpec, get_spec
-from .weights import load_weights, saved_recurrent_activation
+from eqt_monitor.errors import UserError, WeightsError
+from eqt_monitor.inference import compile_forward
+from eqt_monitor.model import registry
+from eqt_monitor.model.eqt import build_model
+from eqt_monitor.model.fast import inference_model
+from eqt_monitor.model.layers import MonteCarloSpatialDropout1D
+from eqt_monitor.model.registry import sha256_file
+from eqt_monitor.model.spec import N_CHANNELS, ModelSpec, get_spec
+from eqt_monitor.model.weights import load_weights, saved_recurrent_activation
+from eqt_monitor.records import WINDOW_SAMPLES
 
 log = logging.getLogger(__name__)
 

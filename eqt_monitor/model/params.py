@@ -2,7 +2,7 @@
 moment; ``tests/test_model_build.py`` checks them against the built models."""
 from __future__ import annotations
 
-from .spec import HEAD_KERNEL, N_CHANNELS, ModelSpec
+from eqt_monitor.model.spec import HEAD_KERNEL, N_CHANNELS, ModelSpec
 
 
 def _conv(d_in: int, filters: int, kernel: int) -> int:

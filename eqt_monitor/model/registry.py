@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, UserError, WeightsError
+from eqt_monitor.errors import ConfigError, UserError, WeightsError
 
 log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_S = 60

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, UserError
+from eqt_monitor.errors import ConfigError, UserError
 
 RECURRENT_KINDS = ("lstm", "gru", "none")
 ATTENTION_KINDS = ("additive", "multihead")

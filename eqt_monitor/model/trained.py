@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .registry import cache_dir, sha256_file
+from eqt_monitor.model.registry import cache_dir, sha256_file
 
 INDEX = "trained.yaml"
 

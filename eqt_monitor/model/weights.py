@@ -17,7 +17,7 @@ import h5py
 import keras
 import numpy as np
 
-from ..errors import WeightsError, one_line
+from eqt_monitor.errors import WeightsError, one_line
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"

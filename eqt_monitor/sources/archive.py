@@ -21,9 +21,9 @@ import obspy
 from obspy.io.mseed import InternalMSEEDError, InternalMSEEDWarning
 from obspy.io.mseed.core import _is_mseed
 
-from ..errors import UserError
-from ..types import StationKey
-from .base import Source, channel_pattern, matches, select
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import StationKey
+from eqt_monitor.sources.base import Source, channel_pattern, matches, select
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import obspy
 
-from ..errors import UserError
-from ..types import StationKey
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import StationKey
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +141,17 @@ def open_source(uri: str) -> Source:
     if not sep or scheme not in SCHEMES or not rest:
         raise UserError(f"source {uri!r}: expected one of {', '.join(s + '://' for s in SCHEMES)} followed by a path or host:port")
     if scheme == "sds":
-        from .archive import SDSSource
+        from eqt_monitor.sources.archive import SDSSource
 
         return SDSSource(uri, rest)
     if scheme == "file":
-        from .archive import FileSource
+        from eqt_monitor.sources.archive import FileSource
 
         return FileSource(uri, rest)
     if scheme in ("fdsn", "fdsns"):
-        from .fdsn import FDSNSource
+        from eqt_monitor.sources.fdsn import FDSNSource
 
         return FDSNSource(uri, ("https://" if scheme == "fdsns" else "http://") + rest)
-    from . import seedlink  # someone else's module: imported only when asked for
+    from eqt_monitor.sources import seedlink  # someone else's module: imported only when asked for
 
     return seedlink.open_uri(uri)

@@ -8,9 +8,9 @@ import obspy
 from obspy.clients.fdsn import Client
 from obspy.clients.fdsn.header import FDSNException, FDSNNoDataException
 
-from ..types import StationKey
-from .archive import read_mseed
-from .base import Source, SourceError, channel_pattern, select
+from eqt_monitor.records import StationKey
+from eqt_monitor.sources.archive import read_mseed
+from eqt_monitor.sources.base import Source, SourceError, channel_pattern, select
 
 
 class FDSNSource(Source):

@@ -39,9 +39,9 @@ from obspy.clients.seedlink.client.seedlinkconnection import SeedLinkConnection
 from obspy.clients.seedlink.seedlinkexception import SeedLinkException
 from obspy.clients.seedlink.slpacket import SLPacket
 
-from .. import metrics
-from ..types import StationKey
-from .base import Source, SourceError, StationLookup, select
+from eqt_monitor.live import metrics
+from eqt_monitor.records import StationKey
+from eqt_monitor.sources.base import Source, SourceError, StationLookup, select
 
 log = logging.getLogger(__name__)
 

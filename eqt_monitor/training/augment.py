@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..types import WINDOW_SAMPLES
-from .labels import Event, detection_end
-from .stead import SteadTrace
+from eqt_monitor.records import WINDOW_SAMPLES
+from eqt_monitor.training.labels import Event, detection_end
+from eqt_monitor.training.stead import SteadTrace
 
 MIN_SNR_DB = 10.0
 

@@ -5,8 +5,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from .metrics import LOWER_IS_BETTER, METRIC_NAMES
+from eqt_monitor.errors import UserError
+from eqt_monitor.training.metrics import LOWER_IS_BETTER, METRIC_NAMES
 
 
 @dataclass

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..picker import pick_window
-from ..windows import normalize
-from .metrics import DETECTION_THRESHOLD, P_THRESHOLD, S_THRESHOLD, TOLERANCE_S, MetricTally
-from .stead import SteadDataset
+from eqt_monitor.pipeline.picker import pick_window
+from eqt_monitor.pipeline.windows import normalize
+from eqt_monitor.training.metrics import DETECTION_THRESHOLD, P_THRESHOLD, S_THRESHOLD, TOLERANCE_S, MetricTally
+from eqt_monitor.training.stead import SteadDataset
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (n, 6000, 3) float32 -> (n, 6000, 3) [D, P, S]
 
@@ -70,7 +70,7 @@ def evaluate(
 ) -> dict:
     """Load ``model`` (with ``weights``), score it on the STEAD-format set, and return the report:
     the 25 metrics, ``n_events``, ``tolerance_s``, ``model`` and ``weights_sha256``."""
-    from ..model.load import load_model
+    from eqt_monitor.model.load import load_model
 
     loaded = load_model(model, weights)
     with SteadDataset(hdf5, csv_path) as dataset:

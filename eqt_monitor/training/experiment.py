@@ -32,13 +32,13 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
-from .compare import compare, to_json, to_markdown
-from .evaluate import evaluate
-from .phasenet import phasenet_windows
-from .splits import load_split, make_split, save_split, split_csv
-from .stead import SteadDataset, SteadTrace, write_stead
-from .trainer import TrainConfig, train
+from eqt_monitor.errors import ConfigError
+from eqt_monitor.training.compare import compare, to_json, to_markdown
+from eqt_monitor.training.evaluate import evaluate
+from eqt_monitor.training.phasenet import phasenet_windows
+from eqt_monitor.training.splits import load_split, make_split, save_split, split_csv
+from eqt_monitor.training.stead import SteadDataset, SteadTrace, write_stead
+from eqt_monitor.training.trainer import TrainConfig, train
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..windows import normalize
-from .augment import AugmentationRates, augment
-from .labels import CODA_FACTOR, make_labels
-from .stead import SteadDataset, SteadTrace
+from eqt_monitor.pipeline.windows import normalize
+from eqt_monitor.training.augment import AugmentationRates, augment
+from eqt_monitor.training.labels import CODA_FACTOR, make_labels
+from eqt_monitor.training.stead import SteadDataset, SteadTrace
 
 
 def training_pair(

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..types import WINDOW_SAMPLES
+from eqt_monitor.records import WINDOW_SAMPLES
 
 SIGMA = 10  # samples, the width of the Gaussian phase labels
 HALF_WIDTH = 20  # samples either side of the pick that carry a phase label

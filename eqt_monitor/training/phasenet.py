@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..types import WINDOW_SAMPLES
-from .labels import detection_end
-from .stead import EARTHQUAKE, SteadTrace
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import WINDOW_SAMPLES
+from eqt_monitor.training.labels import detection_end
+from eqt_monitor.training.stead import EARTHQUAKE, SteadTrace
 
 log = logging.getLogger(__name__)
 

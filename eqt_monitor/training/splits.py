@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from eqt_monitor.errors import UserError
 
 DEFAULT_FRACTIONS = (0.85, 0.05, 0.10)  # EQTransformer's trainer
 PARTS = ("train", "valid", "test")

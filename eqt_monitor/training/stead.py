@@ -18,8 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import UserError
-from ..types import WINDOW_SAMPLES
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import WINDOW_SAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import keras
 import yaml
 
-from ..errors import UserError
-from .augment import AugmentationRates
-from .generator import TrainingBatches
-from .splits import DEFAULT_FRACTIONS, load_split, make_split, save_split
-from .stead import SteadDataset
+from eqt_monitor.errors import UserError
+from eqt_monitor.training.augment import AugmentationRates
+from eqt_monitor.training.generator import TrainingBatches
+from eqt_monitor.training.splits import DEFAULT_FRACTIONS, load_split, make_split, save_split
+from eqt_monitor.training.stead import SteadDataset
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,9 @@ def _split(config: TrainConfig, dataset: SteadDataset) -> dict[str, list[str]]:
 
 
 def _initial_model(config: TrainConfig) -> keras.Model:
-    from ..model.eqt import build_model
-    from ..model.load import load_model
-    from ..model.spec import get_spec
+    from eqt_monitor.model.eqt import build_model
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.model.spec import get_spec
 
     if config.init_weights is None:
         return build_model(get_spec(config.model))
@@ -175,8 +175,8 @@ def plot_history(history: dict[str, list[float]], path: Path, title: str) -> Non
 
 def train(config: TrainConfig) -> TrainResult:
     """Train (or resume training) ``config.model`` and write the result into ``config.out``."""
-    from ..model.trained import record as record_trained
-    from ..model.registry import sha256_file
+    from eqt_monitor.model.registry import sha256_file
+    from eqt_monitor.model.trained import record as record_trained
 
     if config.epochs < 1 or config.batch_size < 2:
         raise UserError("--epochs must be >= 1 and --batch-size >= 2")

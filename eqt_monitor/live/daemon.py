@@ -23,20 +23,20 @@ from pathlib import Path
 import numpy as np
 import obspy
 
-from . import metrics
-from .associator import Associator
-from .catalog import Catalog
-from .config import MonitorConfig, load_config
-from .errors import UserError
-from .events import add_magnitudes, read_inventories
-from .ingest import FDSNPoller, Ingest, open_ingest
-from .intake import Intake
-from .progress import Progress
-from .replay import engine_config, fetcher, sources_by_station
-from .sdnotify import Notifier
-from .stream import Engine, EngineOutput
-from .types import StationKey
-from .writes import WRITE_ERRORS, Batch, PendingWrites, Storage
+from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.config import MonitorConfig, load_config
+from eqt_monitor.errors import UserError
+from eqt_monitor.events.associator import Associator
+from eqt_monitor.events.locate import add_magnitudes, read_inventories
+from eqt_monitor.live import metrics
+from eqt_monitor.live.ingest import FDSNPoller, Ingest, open_ingest
+from eqt_monitor.live.intake import Intake
+from eqt_monitor.live.progress import Progress
+from eqt_monitor.live.sdnotify import Notifier
+from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
+from eqt_monitor.pipeline.engine import Engine, EngineOutput
+from eqt_monitor.records import StationKey
+from eqt_monitor.replay import engine_config, fetcher, sources_by_station
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ class Daemon:
 
     def export(self) -> None:
         """Scheduler job: rewrite the rolling QuakeML file (atomically)."""
-        from .export import export_quakeml
+        from eqt_monitor.catalog.export import export_quakeml
 
         horizon = self.associator.horizon if self.associator is not None else -math.inf
         if not math.isfinite(horizon):

@@ -22,8 +22,8 @@ from statistics import median
 import numpy as np
 from obspy import Inventory, Stream, UTCDateTime
 
-from .catalog import Event, Magnitude, StationMagnitude
-from .types import StationKey
+from eqt_monitor.catalog.store import Event, Magnitude, StationMagnitude
+from eqt_monitor.records import StationKey
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .types import WINDOW_SAMPLES
-from .windows import preprocess
+from eqt_monitor.pipeline.windows import preprocess
+from eqt_monitor.records import WINDOW_SAMPLES
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 

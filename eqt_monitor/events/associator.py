@@ -30,9 +30,9 @@ from obspy.geodetics import gps2dist_azimuth
 from pyproj import CRS, Transformer
 from scipy.optimize import least_squares
 
-from .catalog import Arrival, Catalog, Event, Origin
-from .errors import ConfigError, FieldError
-from .types import Pick
+from eqt_monitor.catalog.store import Arrival, Catalog, Event, Origin
+from eqt_monitor.errors import ConfigError, FieldError
+from eqt_monitor.records import Pick
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import obspy
 
-from .associator import associate
-from .catalog import Catalog, Event
-from .config import MonitorConfig, read_stationxml
-from .magnitude import local_magnitude, waveform_span
-from .types import StationKey
+from eqt_monitor.catalog.store import Catalog, Event
+from eqt_monitor.config import MonitorConfig, read_stationxml
+from eqt_monitor.events.associator import associate
+from eqt_monitor.events.magnitude import local_magnitude, waveform_span
+from eqt_monitor.records import StationKey
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import firwin
 
-from .types import SAMPLING_RATE
+from eqt_monitor.records import SAMPLING_RATE
 
 KAISER_BETA = 5.0
 ZERO_CROSSINGS = 10  # filter half-length, in units of the larger of up and down

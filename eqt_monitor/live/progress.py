@@ -13,9 +13,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from .catalog import Catalog
-from .replay import CONTEXT_S
-from .types import Detection, Pick, StationKey
+from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.replay import CONTEXT_S
 
 STATE_KEY = "daemon.settled"
 

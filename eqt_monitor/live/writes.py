@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import metrics
-from .catalog import Catalog, CatalogWriteError
-from .types import Detection, Pick, StationKey
+from eqt_monitor.catalog.store import Catalog, CatalogWriteError
+from eqt_monitor.live import metrics
+from eqt_monitor.records import Detection, Pick, StationKey
 
 log = logging.getLogger(__name__)
 

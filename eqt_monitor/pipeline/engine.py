@@ -1,8 +1,8 @@
 """The streaming engine: per-station incremental windowing, stacking and picking, and the
 ``Engine`` that batches the windows of all stations into one model.
 
-Data arrives as ``Segment``s (``eqt_monitor.buffer``) in any sizes; windows follow the absolute
-time grid of ``eqt_monitor.windows``; outputs are max-stacked (``predictor.stack``) and a sample is
+Data arrives as ``Segment``s (``eqt_monitor.pipeline.buffer``) in any sizes; windows follow the absolute
+time grid of ``eqt_monitor.pipeline.windows``; outputs are max-stacked (``predictor.stack``) and a sample is
 released as *final* once every window that can still cover it has been predicted. The picker
 runs on final samples only. Whatever the segment sizes, the interleaving of stations and the
 calls to ``Engine.process``, the probabilities, detections and picks come out the same.
@@ -17,11 +17,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import UserError
-from .picker import EventPicks, IncrementalPicker, PickerConfig
-from .predictor import BLINDING, PredictFn, Predictor, stack
-from .types import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
-from .windows import grid_starts, stretch_origin
+from eqt_monitor.errors import UserError
+from eqt_monitor.pipeline.picker import EventPicks, IncrementalPicker, PickerConfig
+from eqt_monitor.pipeline.predictor import BLINDING, PredictFn, Predictor, stack
+from eqt_monitor.pipeline.windows import grid_starts, stretch_origin
+from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
 
 log = logging.getLogger(__name__)
 

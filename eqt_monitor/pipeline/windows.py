@@ -1,6 +1,6 @@
 """The absolute-time window grid and the model's input preprocessing.
 
-A *stretch* is continuous 100 Hz data (see ``eqt_monitor.types.Segment``); positions inside it
+A *stretch* is continuous 100 Hz data (see ``eqt_monitor.records.Segment``); positions inside it
 are sample indices counted from its first sample. Windows are ``WINDOW_SAMPLES`` long and come
 from three rules:
 
@@ -20,7 +20,7 @@ import numpy as np
 from obspy.signal.invsim import cosine_taper
 from scipy.signal import iirfilter, sosfilt
 
-from .types import SAMPLING_RATE, WINDOW_SAMPLES
+from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES
 
 FREQMIN = 1.0  # Hz, EqT's bandpass
 FREQMAX = 45.0

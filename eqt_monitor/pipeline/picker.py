@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .windows import bandpass
+from eqt_monitor.pipeline.windows import bandpass
 
 P_LEAD = 100  # samples: P may come up to 1 s before the detection starts
 S_GAP = 10  # samples: P must come more than 0.1 s before S

@@ -35,10 +35,10 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from obspy import Trace, UTCDateTime, read
 
-from .errors import UserError
-from .sources import open_source
-from .sources.archive import SDSSource
-from .types import StationKey
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import StationKey
+from eqt_monitor.sources import open_source
+from eqt_monitor.sources.archive import SDSSource
 
 log = logging.getLogger(__name__)
 

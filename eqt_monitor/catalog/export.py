@@ -14,8 +14,8 @@ from pathlib import Path
 from obspy import UTCDateTime
 from obspy.core import event as qml
 
-from .catalog import ID_PREFIX, Catalog, Event
-from .types import Pick, StationKey
+from eqt_monitor.catalog.store import ID_PREFIX, Catalog, Event
+from eqt_monitor.records import Pick, StationKey
 
 NAMESPACE = "https://github.com/eqt-monitor/eqt-monitor/xmlns/1.0"  # our QuakeML extras (pick probability, snr)
 AGENCY = "eqt-monitor"

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import UserError
-from .types import Detection, Pick, StationKey
+from eqt_monitor.errors import UserError
+from eqt_monitor.records import Detection, Pick, StationKey
 
 SCHEMA_VERSION = 1
 ID_PREFIX = "smi:eqt-monitor"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import obspy
 
-from . import metrics
-from .errors import UserError
-from .sources.base import SourceError, matches, open_source
-from .sources.fdsn import FDSNSource
-from .types import StationKey
+from eqt_monitor.errors import UserError
+from eqt_monitor.live import metrics
+from eqt_monitor.records import StationKey
+from eqt_monitor.sources.base import SourceError, matches, open_source
+from eqt_monitor.sources.fdsn import FDSNSource
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SeedLinkIngest:
     """One SeedLink connection for all its stations; resume points go to a state file."""
 
     def __init__(self, uri: str, keys: Sequence[StationKey], put: Put, state_file: Path, begin: float | None) -> None:
-        from .sources.seedlink import SeedLinkSource
+        from eqt_monitor.sources.seedlink import SeedLinkSource
 
         self.uri, self.keys, self._put, self.state_file = uri, list(keys), put, state_file
         self.source = SeedLinkSource(uri, state_file=state_file, begin=begin, autosave=False, backoff_max=10.0)

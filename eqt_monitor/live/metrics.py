@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from .errors import UserError
+from eqt_monitor.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import obspy
 
-from .errors import UserError
-from .resample import StreamingResampler, rate_ratio
-from .types import SAMPLING_RATE, Segment, StationKey
+from eqt_monitor.errors import UserError
+from eqt_monitor.pipeline.resample import StreamingResampler, rate_ratio
+from eqt_monitor.records import SAMPLING_RATE, Segment, StationKey
 
 log = logging.getLogger(__name__)
 

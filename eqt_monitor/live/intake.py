@@ -10,10 +10,10 @@ from collections.abc import Iterable
 
 import obspy
 
-from . import metrics
-from .buffer import BufferStats, GapPolicy, StationBuffer
-from .sources.base import StationLookup
-from .types import SAMPLING_RATE, Segment, StationKey
+from eqt_monitor.live import metrics
+from eqt_monitor.pipeline.buffer import BufferStats, GapPolicy, StationBuffer
+from eqt_monitor.records import SAMPLING_RATE, Segment, StationKey
+from eqt_monitor.sources.base import StationLookup
 
 log = logging.getLogger(__name__)
 

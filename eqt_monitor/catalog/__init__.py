@@ -1,0 +1,1 @@
+"""The catalog: the store (SQLite) and its exports (QuakeML, CSV)."""

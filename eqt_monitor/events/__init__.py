@@ -1,0 +1,1 @@
+"""From picks to located events: velocity models, association (PyOcto), location, magnitude."""
