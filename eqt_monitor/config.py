@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from eqt_monitor.errors import ConfigError, FieldError, UserError, one_line, show
-from eqt_monitor.events.associator import AssociatorConfig, Layer
+from eqt_monitor.events.associator import AssociatorConfig
+from eqt_monitor.events.velocity import Layer
 from eqt_monitor.model.spec import get_spec
 from eqt_monitor.pipeline.buffer import GapPolicy
 from eqt_monitor.pipeline.engine import MAX_STEP

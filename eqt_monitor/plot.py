@@ -1,13 +1,14 @@
 """The event plot: each station's three components around an event, nearest first, with the picks
 and the model's detection / P / S probability traces under them.
 
-:func:`model_probabilities` re-runs the model over the waveforms with the same streaming
-``Engine`` the daemon uses (so the traces are the ones the picks came from); :func:`plot_event`
-only draws, from an ObsPy ``Stream`` and ``ProbabilitySegment``s.
+:func:`model_probabilities` re-runs the model over the waveforms through the same
+``driver.StationPipeline`` replay and the daemon use, with the recorded run's settings (so the
+traces are the ones the picks came from); :func:`plot_event` only draws, from an ObsPy
+``Stream`` and ``ProbabilitySegment``s.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -17,34 +18,30 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from obspy import Stream, UTCDateTime  # noqa: E402
 
-from eqt_monitor.catalog.store import Event  # noqa: E402
-from eqt_monitor.records import ProbabilitySegment, StationKey  # noqa: E402
+from eqt_monitor.config import MonitorConfig  # noqa: E402
+from eqt_monitor.records import Event, ProbabilitySegment, StationKey  # noqa: E402
 
 COMPONENT_COLOURS = {"E": "0.55", "N": "0.35", "Z": "k"}
 PHASE_COLOURS = {"P": "tab:blue", "S": "tab:red"}
 PROBABILITY_COLOURS = {"detection": "tab:green", "p": "tab:blue", "s": "tab:red"}
 
 
-def model_probabilities(stream: Stream, stations: Sequence[StationKey], predict_fn: Callable[[np.ndarray], np.ndarray],
-                        engine_config=None) -> dict[StationKey, ProbabilitySegment]:
-    """Run the streaming engine over ``stream`` and join each station's stacked D/P/S output into one segment.
+def model_probabilities(stream: Stream, predict_fn: Callable[[np.ndarray], np.ndarray],
+                        config: MonitorConfig) -> dict[StationKey, ProbabilitySegment]:
+    """Run ``config``'s stations in ``stream`` through the pipeline (``driver.StationPipeline``, as
+    replay and the daemon do) and join each station's stacked D/P/S output into one segment.
 
     Samples no window covered (gaps) are NaN.
     """
-    from eqt_monitor.pipeline.buffer import StationBuffer
-    from eqt_monitor.pipeline.engine import Engine
-    from eqt_monitor.sources.base import select
+    from eqt_monitor.driver import StationPipeline
 
-    engine = Engine(predict_fn, engine_config)
-    for key in stations:
-        buffer = StationBuffer(key)
-        for trace in select(stream, [key]):
-            buffer.add(trace)
-        for segment in buffer.pop_ready() + buffer.close():
-            engine.feed(segment)
+    pipeline = StationPipeline(config, predict_fn)
+    for trace in stream:
+        pipeline.add(trace)
     pieces: dict[StationKey, list[ProbabilitySegment]] = {}
-    for seg in engine.process(flush=True).probabilities:
-        pieces.setdefault(seg.station, []).append(seg)
+    for out in (pipeline.process(), pipeline.close()):
+        for seg in out.probabilities:
+            pieces.setdefault(seg.station, []).append(seg)
     return {key: _join(segs) for key, segs in pieces.items()}
 
 

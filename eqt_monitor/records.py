@@ -42,6 +42,7 @@ class Pick:
     probability: float
     snr: float | None = None  # EqT's definition, in dB
     amplitude: float | None = None  # peak absolute amplitude of the raw data around the pick, in counts
+    id: str = field(default="", compare=False)  # resource id, set once the weights that made it are known
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,82 @@ class Segment:
     def end(self) -> float:
         """Time just after the last sample (``start + n / rate``)."""
         return self.start + len(self.data) / SAMPLING_RATE
+
+
+# Located events: what association, location and magnitude make and the catalog stores.
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A pick used by an origin, with its travel-time residual (observed - predicted, s)."""
+
+    pick: Pick
+    residual: float
+    distance_km: float  # epicentral
+    azimuth: float | None = None  # degrees from the epicentre to the station
+
+    @property
+    def pick_id(self) -> str:
+        """The resource id of the pick (picks carry theirs from the writer or the catalog)."""
+        return self.pick.id
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A hypocentre: POSIX time, WGS84 position, depth below sea level in km."""
+
+    time: float
+    latitude: float
+    longitude: float
+    depth_km: float
+    rms: float | None
+    method: str  # e.g. "PyOcto 0.2.2, 0D vp=6.00 vs=3.50 km/s"
+
+
+@dataclass(frozen=True)
+class StationMagnitude:
+    """One station's magnitude with the Wood-Anderson peak amplitude it came from."""
+
+    station: StationKey
+    value: float
+    amplitude_m: float
+    distance_km: float  # hypocentral
+
+
+@dataclass(frozen=True)
+class Magnitude:
+    """A network magnitude (median of station values) or, when ``value`` is None, the reason why not."""
+
+    type: str
+    value: float | None
+    uncertainty: float | None  # spread of the station values
+    station_count: int
+    method: str
+    reason: str | None = None
+    station_magnitudes: tuple[StationMagnitude, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """A located event: its origin, the arrivals that located it and (optionally) a magnitude."""
+
+    origin: Origin
+    arrivals: tuple[Arrival, ...]
+    magnitude: Magnitude | None = None
+    id: str = ""  # filled when read from (or stored in) the catalog
+
+    @property
+    def short_id(self) -> str:
+        """The hash part of the resource id (what ``eqt-monitor plot`` accepts)."""
+        return self.id.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Run:
+    """One replay or daemon run: where data came from and which model made the picks."""
+
+    started: float
+    source: str
+    model: str
+    weights_sha256: str
+    settings: dict = field(default_factory=dict)

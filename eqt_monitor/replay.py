@@ -1,8 +1,7 @@
 """Bounded runs over archives: the streaming pipeline driven as fast as the machine allows.
 
-``replay`` reads the span in chunks (bounded memory), feeds each station's ``StationBuffer``,
-hands the segments to the same ``Engine`` the daemon uses, and writes picks and detections to
-the catalog. It reads ``CONTEXT_S`` beyond each end of the span when the archive has data
+``replay`` reads the span in chunks (bounded memory) into the same ``driver.StationPipeline``
+the daemon and ``plot`` use, and writes picks, detections and the run record to the catalog. It reads ``CONTEXT_S`` beyond each end of the span when the archive has data
 there, so windows follow the absolute-time grid exactly as in a replay of a longer span: a
 span replayed in pieces gives the same picks as the whole, and each pick lands in exactly one
 piece (picks are kept when ``start <= time < end``).
@@ -20,18 +19,17 @@ from pathlib import Path
 import numpy as np
 import obspy
 
-from eqt_monitor.catalog.store import Catalog, Run
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import MonitorConfig
+from eqt_monitor.driver import CatalogWriter, StationPipeline, sources_by_station
 from eqt_monitor.errors import UserError
-from eqt_monitor.pipeline.buffer import StationBuffer
-from eqt_monitor.pipeline.engine import Engine, EngineConfig, EngineOutput
-from eqt_monitor.pipeline.picker import PickerConfig
-from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
-from eqt_monitor.sources.base import Source, open_source, select
+from eqt_monitor.pipeline.engine import CONTEXT_S, EngineOutput
+from eqt_monitor.records import Detection, Pick, ProbabilitySegment, Segment, StationKey
+from eqt_monitor.sources import open_source
+from eqt_monitor.sources.base import Source
 
 log = logging.getLogger(__name__)
 
-CONTEXT_S = 2 * WINDOW_SAMPLES / SAMPLING_RATE  # read this far beyond each end of the span
 HALF_OPEN_S = 1e-6  # below any sample spacing, above float64 resolution of POSIX times
 PROBABILITY_CHANNELS = {"detection": "XD", "p": "XP", "s": "XS"}  # band letter + these, e.g. HXD
 
@@ -60,38 +58,6 @@ class ReplaySummary:
         return (f"replay: {self.stations} stations, {self.station_hours:.2f} station-hours, {self.windows} windows, "
                 f"{self.picks} picks ({self.new_picks} new), {self.detections} detections, {self.events} new events, "
                 f"{self.wall_s:.1f} s wall, {rate:.0f} windows/s")
-
-
-def engine_config(config: MonitorConfig) -> EngineConfig:
-    """The engine settings a ``MonitorConfig`` asks for."""
-    m = config.model
-    picker = PickerConfig(detection_threshold=m.detection_threshold, p_threshold=m.p_threshold, s_threshold=m.s_threshold)
-    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker)
-
-
-def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str, list[StationKey]]:
-    """Group the configured stations by the source URI they are read from."""
-    groups: dict[str, list[StationKey]] = defaultdict(list)
-    for station in config.stations:
-        uri = override or station.source or (config.sources[0] if config.sources else None)
-        if uri is None:
-            raise UserError(f"station {station.key}: no source (give --source URI or 'source:' in the config)")
-        groups[uri].append(station.key)
-    return dict(groups)
-
-
-def fetcher(config: MonitorConfig, override: str | None) -> Callable[[Sequence[StationKey], float, float], obspy.Stream]:
-    """A function reading raw waveforms of some stations over a span from wherever each is configured."""
-    source_of = {key: uri for uri, keys in sources_by_station(config, override).items() for key in keys}
-
-    def fetch(stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
-        stream = obspy.Stream()
-        for uri in sorted({source_of[key] for key in stations if key in source_of}):
-            with open_source(uri) as src:
-                stream += src.get_waveforms([k for k in stations if source_of.get(k) == uri], start, end)
-        return stream
-
-    return fetch
 
 
 class _ProbabilityWriter:
@@ -142,9 +108,10 @@ def replay(
     """Run the pipeline over ``[start, end)`` and return the summary, picks and detections.
 
     Picks and detections are also written to ``catalog`` when given (idempotently: a re-run of
-    the same span adds nothing); ``probabilities`` names a folder for the D/P/S traces as
-    miniSEED (channels ``<band>XD``, ``<band>XP``, ``<band>XS``). A station without data in the
-    whole span read is warned about once, naming that span; no data for any station is a ``UserError``.
+    the same span adds nothing), with the run record; ``probabilities`` names a folder for the
+    D/P/S traces as miniSEED (channels ``<band>XD``, ``<band>XP``, ``<band>XS``). A station
+    without data in the whole span read is warned about once, naming that span; no data for any
+    station is a ``UserError``.
     """
     if not end > start:
         raise UserError(f"replay: --end ({obspy.UTCDateTime(end)}) must be after --start ({obspy.UTCDateTime(start)})")
@@ -154,10 +121,14 @@ def replay(
     for src in sources.values():
         src.report_missing = False  # per chunk it would name the first chunk only; see _report_missing below
     has_data: set[StationKey] = set()
-    buffers = {s.key: StationBuffer(s.key, policy=config.buffer) for s in config.stations}
-    engine = Engine(predict_fn, engine_config(config))
-    writer = _ProbabilityWriter(probabilities) if probabilities else None
-    summary = ReplaySummary(stations=len(buffers))
+    summary = ReplaySummary(stations=len(config.stations))
+
+    def count(segment: Segment) -> None:
+        summary.station_seconds += max(0.0, min(segment.end, end) - max(segment.start, start))
+
+    pipeline = StationPipeline(config, predict_fn, on_segment=count)
+    writer = CatalogWriter(catalog, model=model_name, weights_sha256=weights_sha256) if catalog is not None else None
+    probability_files = _ProbabilityWriter(probabilities) if probabilities else None
     picks: list[Pick] = []
     detections: list[Detection] = []
 
@@ -166,20 +137,14 @@ def replay(
         for seg in out.probabilities:
             first, last = summary.coverage.get(seg.station, (seg.start, seg.end))
             summary.coverage[seg.station] = (min(first, seg.start), max(last, seg.end))
-            if writer:
-                writer.add(seg)
+            if probability_files:
+                probability_files.add(seg)
         new_picks, new_dets = _in_span(out.picks, start, end), _in_span(out.detections, start, end)
+        if writer is not None:
+            new_picks = writer.stamp(new_picks)
+            summary.new_picks += writer.write(new_picks, new_dets)
         picks.extend(new_picks)
         detections.extend(new_dets)
-        if catalog is not None:
-            summary.new_picks += catalog.add_picks(new_picks, model=model_name, weights_sha256=weights_sha256)
-            catalog.add_detections(new_dets, model=model_name, weights_sha256=weights_sha256)
-
-    def feed(segments: list[Segment]) -> None:
-        for seg in segments:
-            overlap = min(seg.end, end) - max(seg.start, start)
-            summary.station_seconds += max(0.0, overlap)
-            engine.feed(seg)
 
     read_from, read_to = start - CONTEXT_S, end + CONTEXT_S
     n_chunks = max(1, math.ceil((read_to - read_from) / chunk_s))
@@ -190,32 +155,49 @@ def replay(
             t1 = min(read_to, t0 + chunk_s)
             for uri, keys in groups.items():
                 # half-open chunks [t0, t1): each sample is read exactly once (sources trim inclusively)
-                stream = sources[uri].get_waveforms(keys, t0, t1 - HALF_OPEN_S)
-                for key in keys:
-                    for trace in select(stream, [key]):
+                for trace in sources[uri].get_waveforms(keys, t0, t1 - HALF_OPEN_S):
+                    key = pipeline.add(trace)
+                    if key is not None:
                         has_data.add(key)
-                        buffers[key].add(trace)
-            for buffer in buffers.values():
-                feed(buffer.pop_ready())
-            consume(engine.process())
+            consume(pipeline.process())
             bar.update(1)
-        for buffer in buffers.values():
-            feed(buffer.close())
-        consume(engine.process(flush=True))
+        consume(pipeline.close())
     finally:
         bar.close()
         for src in sources.values():
             src.close()
     _report_missing(groups, has_data, start, end)
-    if writer:
-        writer.write()
+    if probability_files:
+        probability_files.write()
     summary.picks, summary.detections = len(picks), len(detections)
     summary.wall_s = time.perf_counter() - t_wall
-    if catalog is not None:
-        catalog.set_stations(config.coordinates())
-        catalog.add_run(Run(started=time.time(), source=",".join(groups), model=model_name, weights_sha256=weights_sha256,
-                            settings={"start": start, "end": end, "step": config.model.step}))
+    if writer is not None:
+        writer.record_run(config, groups, {"start": start, "end": end})
     return summary, picks, detections
+
+
+def replay_into_catalog(config: MonitorConfig, catalog: Catalog, *, start: float, end: float,
+                        predict_fn: Callable[[np.ndarray], np.ndarray], model_name: str, weights_sha256: str,
+                        source: str | None = None, locate: bool = True, picks_csv: Path | None = None,
+                        quakeml: Path | None = None, **options) -> ReplaySummary:
+    """``eqt-monitor replay``: :func:`replay` into ``catalog``, then (``locate``) associate, locate and
+    measure ML over the span, and write the span's picks as EqT CSV and its events as QuakeML if asked.
+    ``options`` go to :func:`replay` (``chunk_s``, ``probabilities``, ``progress``)."""
+    from eqt_monitor.catalog.export import export_quakeml, write_eqt_csv
+    from eqt_monitor.driver import fetcher
+    from eqt_monitor.locate import locate_span
+
+    t_wall = time.perf_counter()
+    summary, _, _ = replay(config, start=start, end=end, predict_fn=predict_fn, model_name=model_name,
+                           weights_sha256=weights_sha256, source=source, catalog=catalog, **options)
+    if locate:
+        summary.events = len(locate_span(catalog, config, start, end, fetcher(config, source)))
+    if picks_csv:
+        write_eqt_csv(catalog, picks_csv, start=start, end=end)
+    if quakeml:
+        export_quakeml(catalog, quakeml, start=start, end=end, agency=config.agency)
+    summary.wall_s = time.perf_counter() - t_wall
+    return summary
 
 
 def _report_missing(groups: dict[str, list[StationKey]], has_data: set[StationKey], start: float, end: float) -> None:

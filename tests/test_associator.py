@@ -9,7 +9,9 @@ from obspy.geodetics import gps2dist_azimuth
 
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import ConfigError
-from eqt_monitor.events.associator import Associator, AssociatorConfig, Layer, associate, layered_travel_times
+from eqt_monitor.events.associator import AssociatorConfig, associate
+from eqt_monitor.events.live import LiveAssociator
+from eqt_monitor.events.velocity import Layer, layered_travel_times
 from eqt_monitor.records import Pick, StationKey
 
 LAT0, LON0, T_START = 33.0, -115.6, 1601510400.0
@@ -108,7 +110,7 @@ def test_residual_is_observed_minus_predicted(scenario):
     assert moved and moved[0].residual == pytest.approx(0.3, abs=0.15)
 
 
-def _slide(assoc: Associator, picks: list[Pick], start: float, stop: float, step: float):
+def _slide(assoc: LiveAssociator, picks: list[Pick], start: float, stop: float, step: float):
     committed = []
     t = start
     while t < stop:
@@ -123,7 +125,8 @@ def test_sliding_slices_match_the_whole_span(scenario, tmp_path):
     stations, hypocentres, picks = scenario
     cat = Catalog(tmp_path / "live.sqlite")
     cat.add_picks(picks, model="original", weights_sha256=SHA)
-    assoc = Associator(stations, AssociatorConfig(), catalog=cat)
+    picks = cat.picks()  # as the daemon feeds them: stored, carrying their ids
+    assoc = LiveAssociator(stations, AssociatorConfig(), store=cat)
     assert assoc.max_travel_time > 20  # 60 x 70 km plus margins at 3.5 km/s
     end = picks[-1].time + 1
     committed = _slide(assoc, picks, T_START, end, 15.0) + assoc.flush()
@@ -138,11 +141,12 @@ def test_restart_resumes_without_duplicates_or_losses(scenario, tmp_path):
     stations, hypocentres, picks = scenario
     cat = Catalog(tmp_path / "restart.sqlite")
     cat.add_picks(picks, model="original", weights_sha256=SHA)
+    picks = cat.picks()  # as the daemon feeds them: stored, carrying their ids
     middle = hypocentres[len(hypocentres) // 2][0] + 3.0  # stop mid-event
-    first = Associator(stations, AssociatorConfig(), catalog=cat)
+    first = LiveAssociator(stations, AssociatorConfig(), store=cat)
     _slide(first, picks, T_START, middle, 15.0)
     del first
-    second = Associator(stations, AssociatorConfig(), catalog=Catalog(tmp_path / "restart.sqlite"))
+    second = LiveAssociator(stations, AssociatorConfig(), store=Catalog(tmp_path / "restart.sqlite"))
     assert second.horizon == pytest.approx(middle - second.max_travel_time)
     # the daemon re-feeds a little of what it had already fed before the restart
     _slide(second, picks, middle - 30.0, picks[-1].time + 1, 15.0)

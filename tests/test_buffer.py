@@ -10,7 +10,8 @@ import pytest
 from scipy.signal import resample_poly, butter, sosfiltfilt
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.pipeline.buffer import GapPolicy, StationBuffer, iter_segments
+from eqt_monitor.pipeline.buffer import GapPolicy, StationBuffer
+from segments import iter_segments
 from eqt_monitor.records import StationKey
 
 SALTON_BOM = "data/salton_sea_2020/mseed/CI.BOM.2020-10-01T00:00.mseed"

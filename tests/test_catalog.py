@@ -1,16 +1,16 @@
 """The SQLite catalog: ids, idempotent writes, queries, schema versioning, a writer thread with readers."""
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 
 import pytest
 
-from eqt_monitor.catalog.store import (
-    SCHEMA_VERSION, Arrival, Catalog, Event, Magnitude, Origin, Run, StationMagnitude, pick_id,
-)
+from eqt_monitor.catalog.ids import pick_id
+from eqt_monitor.catalog.store import SCHEMA_VERSION, Catalog
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
 
 A = StationKey("CI", "AAA", "", "HH")
 B = StationKey("CI", "BBB", "00", "EH")
@@ -105,8 +105,9 @@ def test_foreign_sqlite_and_garbage_files_are_refused(tmp_path):
 
 def test_events_are_stored_once_and_read_back(tmp_path):
     cat = Catalog(tmp_path / "c.sqlite")
-    picks = _picks()
-    cat.add_picks(picks, model="original", weights_sha256=SHA)
+    cat.add_picks(_picks(), model="original", weights_sha256=SHA)
+    picks = cat.picks()  # stored picks carry their ids, which arrivals refer to
+    assert [p.id for p in picks] == [pick_id(p, SHA) for p in picks]
     added = cat.add_events([_event(picks)])
     assert len(added) == 1
     eid = added[0].id
@@ -128,16 +129,19 @@ def test_events_are_stored_once_and_read_back(tmp_path):
 
 def test_event_with_unknown_pick_is_rejected_whole(tmp_path):
     cat = Catalog(tmp_path / "c.sqlite")
-    cat.add_picks(_picks()[:2], model="original", weights_sha256=SHA)
-    with pytest.raises(ValueError, match="CI.BBB.00 P"):
-        cat.add_events([_event(_picks()[:2]), _event(_picks())])
+    stamped = [dataclasses.replace(p, id=pick_id(p, SHA)) for p in _picks()]
+    cat.add_picks(stamped[:2], model="original", weights_sha256=SHA)
+    with pytest.raises(ValueError, match="CI.BBB.00 P .* is not in the catalog"):
+        cat.add_events([_event(stamped[:2]), _event(stamped)])
+    with pytest.raises(ValueError, match="has no id"):
+        cat.add_events([_event(_picks()[:2])])
     assert cat.events() == []  # the transaction rolled back
 
 
 def test_magnitude_set_and_replaced(tmp_path):
     cat = Catalog(tmp_path / "c.sqlite")
     cat.add_picks(_picks(), model="original", weights_sha256=SHA)
-    (ev,) = cat.add_events([_event(_picks())])
+    (ev,) = cat.add_events([_event(cat.picks())])
     none = Magnitude("ML", None, None, 0, "test", reason="no response for CI.AAA.")
     cat.set_magnitude(ev.id, none)
     assert cat.event(ev.id).magnitude == none

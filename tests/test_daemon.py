@@ -20,8 +20,9 @@ from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, 
                             write_config)
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import load_config
-from eqt_monitor.events.associator import Associator
-from eqt_monitor.replay import CONTEXT_S, replay
+from eqt_monitor.events.live import LiveAssociator
+from eqt_monitor.pipeline.engine import CONTEXT_S
+from eqt_monitor.replay import replay
 from eqt_monitor.sim import seedlink_server
 from fdsn_server import build_index, dataselect_server
 from test_replay import assert_same_picks
@@ -191,7 +192,7 @@ def test_server_restarts_and_sigkill_lose_and_duplicate_nothing(shared, original
 def assert_events_of_one_clean_association(events, config, picks, final):
     """The daemon's events (committed over many slices, across restarts) are those of one
     association of the same picks up to the same horizon: none lost, split or written twice."""
-    clean = Associator(config.coordinates(), config.association)
+    clean = LiveAssociator(config.coordinates(), config.association)
     clean.feed(picks)
     reference = clean.advance(min(final.values()))
     key = lambda e: (round(e.origin.time, 3), sorted((a.pick.station.id, a.pick.phase) for a in e.arrivals))  # noqa: E731

@@ -24,7 +24,7 @@ from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, 
                             write_config)
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import load_config
-from eqt_monitor.replay import CONTEXT_S
+from eqt_monitor.pipeline.engine import CONTEXT_S
 from test_daemon import _scrape_or_none, model, replay_settled_picks, settle_and_stop  # noqa: F401
 from test_replay import assert_same_picks
 

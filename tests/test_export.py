@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 from obspy import UTCDateTime, read_events
 from obspy.io.quakeml.core import _validate
 
 from eqt_monitor.catalog.export import EQT_CSV_COLUMNS, export_quakeml, write_eqt_csv, write_events_csv
-from eqt_monitor.catalog.store import Arrival, Catalog, Event, Magnitude, Origin, StationMagnitude
+from eqt_monitor.catalog.ids import pick_id
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.cli import main
-from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, StationKey, StationMagnitude
 
 T0 = 1601510400.0
 A, B, C = (StationKey("CI", s, "", "HH") for s in ("BOM", "COA", "CRR"))
@@ -24,6 +26,7 @@ def catalog(tmp_path) -> Catalog:
     first = [Pick(A, "P", T0 + 12.34, 0.91, 14.2, 5300.0), Pick(A, "S", T0 + 14.1, 0.62, 8.0),
              Pick(B, "P", T0 + 13.5, 0.77), Pick(C, "S", T0 + 16.0, 0.45)]
     second = [Pick(A, "P", T0 + 70.0, 0.5), Pick(B, "P", T0 + 71.0, 0.6), Pick(C, "P", T0 + 72.25, 0.7)]
+    first, second = ([dataclasses.replace(p, id=pick_id(p, SHA)) for p in picks] for picks in (first, second))
     cat.add_picks(first + second, model="original", weights_sha256=SHA)
     cat.add_detections([Detection(A, T0 + 12.0, T0 + 20.0, 0.8), Detection(B, T0 + 13.6, T0 + 18.0, 0.6),
                         Detection(C, T0 + 90.0, T0 + 95.0, 0.4)], model="original", weights_sha256=SHA)

@@ -8,9 +8,8 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime, read, read_inventory
 from obspy.core.inventory import Channel, Inventory, Network, Response, Station
 
-from eqt_monitor.catalog.store import Arrival, Event, Origin
 from eqt_monitor.events.magnitude import amplitude_window, hutton_boore_log_a0, local_magnitude, waveform_span
-from eqt_monitor.records import Pick, StationKey
+from eqt_monitor.records import Arrival, Event, Origin, Pick, StationKey
 
 T0 = 1601510400.0
 GAIN = 6.0e8  # counts per m/s, flat

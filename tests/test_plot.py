@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime, read
 
-from eqt_monitor.catalog.store import Arrival, Event, Origin
 from eqt_monitor.plot import model_probabilities, plot_event, stations_by_distance
-from eqt_monitor.records import Pick, ProbabilitySegment, StationKey
+from eqt_monitor.records import Arrival, Event, Origin, Pick, ProbabilitySegment, StationKey
 
 T0 = 1601510400.0
 
@@ -51,6 +50,7 @@ def test_plot_from_arrays(tmp_path):
 @pytest.mark.slow
 def test_model_probabilities_on_real_data(shared, original_weights):
     """The original EqT re-run over two minutes of a real Salton Sea station, through the streaming engine."""
+    from eqt_monitor.driver import config_of_run
     from eqt_monitor.model.load import load_model
 
     path = sorted((shared / "data" / "salton_sea_2020" / "mseed").glob("*.mseed"))[0]
@@ -59,7 +59,7 @@ def test_model_probabilities_on_real_data(shared, original_weights):
     key = StationKey(tr.stats.network, tr.stats.station, tr.stats.location, tr.stats.channel[:2])
     stream.trim(tr.stats.starttime, tr.stats.starttime + 120)
     model = load_model("original", original_weights)
-    probs = model_probabilities(stream, [key], model.predict)
+    probs = model_probabilities(stream, model.predict, config_of_run(None, [key]))
     seg = probs[key]
     assert abs(seg.start - tr.stats.starttime.timestamp) < 0.02
     assert seg.end > tr.stats.starttime.timestamp + 110

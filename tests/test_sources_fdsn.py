@@ -7,7 +7,7 @@ import numpy as np
 import obspy
 import pytest
 
-from eqt_monitor.pipeline.buffer import iter_segments
+from segments import iter_segments
 from eqt_monitor.records import StationKey
 from eqt_monitor.sources import SourceError, open_source
 from fdsn_server import build_index, dataselect_server, fix_latest_offsets, free_port

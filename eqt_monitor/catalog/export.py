@@ -14,8 +14,9 @@ from pathlib import Path
 from obspy import UTCDateTime
 from obspy.core import event as qml
 
-from eqt_monitor.catalog.store import ID_PREFIX, Catalog, Event
-from eqt_monitor.records import Pick, StationKey
+from eqt_monitor.catalog.ids import ID_PREFIX
+from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.records import Event, Pick, StationKey
 
 NAMESPACE = "https://github.com/eqt-monitor/eqt-monitor/xmlns/1.0"  # our QuakeML extras (pick probability, snr)
 AGENCY = "eqt-monitor"

@@ -9,19 +9,18 @@ read-only file) is rolled back and raised as ``CatalogWriteError``, one line nam
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
+from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
 
 SCHEMA_VERSION = 1
-ID_PREFIX = "smi:eqt-monitor"
 
 _SCHEMA = """
 CREATE TABLE picks (
@@ -88,100 +87,6 @@ CREATE TABLE state (
 
 class CatalogWriteError(UserError):
     """A write the catalog file did not take (rolled back; nothing was half written)."""
-
-
-def _digest(*parts: object) -> str:
-    """A short, stable content hash (first 20 hex digits of sha256) of ``parts``."""
-    text = "|".join(str(p) for p in parts)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _centiseconds(t: float) -> int:
-    """Time rounded to 10 ms, the resolution that identifies a pick."""
-    return int(round(t * 100.0))
-
-
-def pick_id(pick: Pick, weights_sha256: str) -> str:
-    """Resource id of a pick: station, phase, time to 10 ms and the weights that made it."""
-    return f"{ID_PREFIX}/pick/{_digest(pick.station.id, pick.phase, _centiseconds(pick.time), weights_sha256)}"
-
-
-def detection_id(det: Detection, weights_sha256: str) -> str:
-    """Resource id of a detection: station, start and end to 10 ms, and the weights."""
-    cs = _centiseconds
-    return f"{ID_PREFIX}/detection/{_digest(det.station.id, cs(det.start), cs(det.end), weights_sha256)}"
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """A pick used by an origin, with its travel-time residual (observed - predicted, s)."""
-
-    pick: Pick
-    residual: float
-    distance_km: float  # epicentral
-    azimuth: float | None = None  # degrees from the epicentre to the station
-    pick_id: str = ""  # filled when read from (or stored in) the catalog
-
-
-@dataclass(frozen=True)
-class Origin:
-    """A hypocentre: POSIX time, WGS84 position, depth below sea level in km."""
-
-    time: float
-    latitude: float
-    longitude: float
-    depth_km: float
-    rms: float | None
-    method: str  # e.g. "PyOcto 0.2.2, 0D vp=6.00 vs=3.50 km/s"
-
-
-@dataclass(frozen=True)
-class StationMagnitude:
-    """One station's magnitude with the Wood-Anderson peak amplitude it came from."""
-
-    station: StationKey
-    value: float
-    amplitude_m: float
-    distance_km: float  # hypocentral
-
-
-@dataclass(frozen=True)
-class Magnitude:
-    """A network magnitude (median of station values) or, when ``value`` is None, the reason why not."""
-
-    type: str
-    value: float | None
-    uncertainty: float | None  # spread of the station values
-    station_count: int
-    method: str
-    reason: str | None = None
-    station_magnitudes: tuple[StationMagnitude, ...] = ()
-
-
-@dataclass(frozen=True)
-class Event:
-    """A located event: its origin, the arrivals that located it and (optionally) a magnitude."""
-
-    origin: Origin
-    arrivals: tuple[Arrival, ...]
-    magnitude: Magnitude | None = None
-    id: str = ""  # filled when read from (or stored in) the catalog
-
-    @property
-    def short_id(self) -> str:
-        """The hash part of the resource id (what ``eqt-monitor plot`` accepts)."""
-        return self.id.rsplit("/", 1)[-1]
-
-
-@dataclass
-class Run:
-    """One replay or daemon run: where data came from and which model made the picks."""
-
-    started: float
-    source: str
-    model: str
-    weights_sha256: str
-    settings: dict = field(default_factory=dict)
 
 
 def _key(row: sqlite3.Row) -> StationKey:
@@ -267,7 +172,7 @@ class Catalog:
         """Store picks made by ``model`` with the weights ``weights_sha256``; returns how many were new."""
         rows = [
             (pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
-             p.station.channel_prefix, p.phase, float(p.time), _centiseconds(p.time), float(p.probability),
+             p.station.channel_prefix, p.phase, float(p.time), centiseconds(p.time), float(p.probability),
              None if p.snr is None else float(p.snr), None if p.amplitude is None else float(p.amplitude),
              model, weights_sha256)
             for p in picks
@@ -279,19 +184,15 @@ class Catalog:
 
     def picks(self, start: float | None = None, end: float | None = None,
               stations: Iterable[StationKey | str] | None = None) -> list[Pick]:
-        """Picks with ``start <= time < end`` (either bound optional), optionally for some stations, by time."""
-        return [p for _, p in self.picks_with_ids(start, end, stations)]
-
-    def picks_with_ids(self, start: float | None = None, end: float | None = None,
-                       stations: Iterable[StationKey | str] | None = None) -> list[tuple[str, Pick]]:
-        """Like :meth:`picks`, with each pick's resource id."""
+        """Picks with ``start <= time < end`` (either bound optional), optionally for some stations, by
+        time; each carries its resource id (``Pick.id``)."""
         where, args = _where([("time >= ?", start), ("time < ?", end)])
         sfilter, sargs = _station_filter(stations)
         if sfilter and not where:
             where = " WHERE 1"
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM picks{where}{sfilter} ORDER BY time, id", args + sargs).fetchall()
-        return [(r["id"], _pick_from_row(r)) for r in rows]
+        return [_pick_from_row(r) for r in rows]
 
     def pick_sources(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """``pick id -> (model, weights_sha256)`` for the given pick ids."""
@@ -390,22 +291,22 @@ class Catalog:
                 db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
         return added
 
-    def _resolve_pick(self, db: sqlite3.Connection, pick: Pick) -> str:
-        row = db.execute(
-            "SELECT id FROM picks WHERE network=? AND station=? AND location=? AND phase=? AND time_cs=? "
-            "ORDER BY id LIMIT 1",
-            (pick.station.network, pick.station.station, pick.station.location, pick.phase,
-             _centiseconds(pick.time)),
-        ).fetchone()
-        if row is None:
-            raise ValueError(f"arrival refers to a pick not in the catalog: {pick.station.id} {pick.phase} {pick.time}")
-        return row["id"]
+    @staticmethod
+    def _check_picks_stored(db: sqlite3.Connection, arrivals: list[Arrival]) -> None:
+        """Arrivals refer to their picks by the id the pick carries (never by time): every one must
+        have an id and be stored; ``ValueError`` naming the first that is not."""
+        for a in arrivals:
+            if not a.pick_id or db.execute("SELECT 1 FROM picks WHERE id=?", (a.pick_id,)).fetchone() is None:
+                p = a.pick
+                why = "has no id (associate stored picks)" if not a.pick_id else "is not in the catalog"
+                raise ValueError(f"arrival's pick {p.station.id} {p.phase} {p.time} {why}")
 
     def _insert_event(self, db: sqlite3.Connection, event: Event) -> Event | None:
-        arrivals = [replace(a, pick_id=self._resolve_pick(db, a.pick)) for a in event.arrivals]
+        arrivals = list(event.arrivals)
+        self._check_picks_stored(db, arrivals)
         ids = sorted({a.pick_id for a in arrivals})
-        digest = _digest(*ids)
-        event_id = f"{ID_PREFIX}/event/{digest}"
+        content = digest(*ids)
+        event_id = f"{ID_PREFIX}/event/{content}"
         if db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
             return None
         marks = ",".join("?" * len(ids))
@@ -413,7 +314,7 @@ class Catalog:
         if ids and 2 * taken >= len(ids):
             return None
         o = event.origin
-        origin_id = f"{ID_PREFIX}/origin/{digest}"
+        origin_id = f"{ID_PREFIX}/origin/{content}"
         db.execute("INSERT INTO events VALUES (?,?)", (event_id, o.time))
         db.execute("INSERT INTO origins VALUES (?,?,?,?,?,?,?,?)",
                    (origin_id, event_id, o.time, o.latitude, o.longitude, o.depth_km, o.rms, o.method))
@@ -480,7 +381,7 @@ class Catalog:
         o = db.execute("SELECT * FROM origins WHERE event_id=?", (event_id,)).fetchone()
         origin = Origin(o["time"], o["latitude"], o["longitude"], o["depth_km"], o["rms"], o["method"])
         arrivals = tuple(
-            Arrival(_pick_from_row(r), r["residual"], r["distance_km"], r["azimuth"], pick_id=r["id"])
+            Arrival(_pick_from_row(r), r["residual"], r["distance_km"], r["azimuth"])
             for r in db.execute(
                 "SELECT p.*, a.residual, a.distance_km, a.azimuth FROM arrivals a JOIN picks p ON p.id = a.pick_id "
                 "WHERE a.origin_id=? ORDER BY p.time, p.id", (o["id"],))
@@ -499,7 +400,7 @@ class Catalog:
 
 
 def _pick_from_row(r: sqlite3.Row) -> Pick:
-    return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"])
+    return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"], id=r["id"])
 
 
 class _Transaction:

@@ -12,7 +12,6 @@ NAME = "plot"
 HELP = "draw an event's stations (nearest first) with picks and the model's D/P/S probabilities under them"
 
 log = logging.getLogger(__name__)
-CONTEXT_S = 60.0  # data read beyond the plotted span so full model windows cover it
 MAX_SIDE_S = 3600.0  # --before/--after: the data and the model run are held in memory
 
 
@@ -52,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.model.backend import configure
 
     configure(args.backend)
+    from eqt_monitor.driver import config_of_run
     from eqt_monitor.model.load import load_model
-    from eqt_monitor.pipeline.engine import EngineConfig
+    from eqt_monitor.pipeline.engine import CONTEXT_S
     from eqt_monitor.plot import model_probabilities, plot_event
 
     loaded = load_model(name, args.weights)
@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             source.close()
         stream = got if stream is None else stream + got
-    step = int(last.settings.get("step", 3000)) if last else 3000
-    probabilities = model_probabilities(stream, stations, loaded.predict, EngineConfig(step=step))
+    probabilities = model_probabilities(stream, loaded.predict, config_of_run(last, stations))
     out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after)
     print(f"wrote {out} ({len(stations)} stations)")
     return 0

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     """Load config and model, replay the span, print one summary line."""
     from eqt_monitor.commands.export import parse_time
     from eqt_monitor.config import config_from_inventory, load_config
+    from eqt_monitor.driver import sources_by_station
     from eqt_monitor.model.spec import get_spec
-    from eqt_monitor.replay import sources_by_station
     from eqt_monitor.sources.base import open_source
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
@@ -61,34 +61,19 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.model.backend import configure
 
     configure(args.backend or config.model.backend)
-    import time
-
     from eqt_monitor.catalog.store import Catalog
-    from eqt_monitor.events.locate import locate_span
     from eqt_monitor.model.load import load_model
-    from eqt_monitor.replay import fetcher, replay
+    from eqt_monitor.replay import replay_into_catalog
 
     weights = args.weights or (config.model.weights if name == config.model.name else None)
     loaded = load_model(name, weights)
-    db = args.db or config.catalog
-    t_wall = time.perf_counter()
-    with Catalog(db) as catalog:
-        summary, picks, _ = replay(
-            config, start=start, end=end, predict_fn=loaded.predict, model_name=name,
-            weights_sha256=loaded.weights_sha256 or "random", source=args.source, catalog=catalog,
-            chunk_s=args.chunk, probabilities=args.probabilities, progress=not args.no_progress and sys.stderr.isatty(),
+    with Catalog(args.db or config.catalog) as catalog:
+        summary = replay_into_catalog(
+            config, catalog, start=start, end=end, predict_fn=loaded.predict, model_name=name,
+            weights_sha256=loaded.weights_sha256 or "random", source=args.source, locate=not args.no_events,
+            picks_csv=args.picks_csv, quakeml=args.quakeml, chunk_s=args.chunk, probabilities=args.probabilities,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
-        if not args.no_events:
-            summary.events = len(locate_span(catalog, config, start, end, fetcher(config, args.source)))
-        summary.wall_s = time.perf_counter() - t_wall
-        if args.picks_csv:
-            from eqt_monitor.catalog.export import write_eqt_csv
-
-            write_eqt_csv(catalog, args.picks_csv, start=start, end=end)
-        if args.quakeml:
-            from eqt_monitor.catalog.export import export_quakeml
-
-            export_quakeml(catalog, args.quakeml, start=start, end=end, agency=config.agency)
     print(summary.line())
     for key, (first, last) in sorted(summary.coverage.items()):
         log.debug("%s: probabilities from %s to %s", key, first, last)

@@ -2,22 +2,16 @@
 
 Stations are given as ``NET.STA.LOC -> (lat, lon, elevation_m)`` and projected to km on a
 transverse Mercator plane centred on the network. The velocity model is homogeneous (0D, ``vp``
-and ``vs``) by default, or 1D layered (``layers``): for the layered model this module writes
-PyOcto's travel-time table itself from exact first arrivals (direct rays and head waves) in
-constant-velocity layers, so no eikonal solver is needed.
+and ``vs``) by default, or 1D layered (``layers``, see ``events.velocity``). PyOcto associates;
+each event is then relocated by least squares and its outlying arrivals dropped.
 
-:func:`associate` runs over a whole span (replay). :class:`Associator` runs live over sliding
-slices: it commits an event only once its origin time is more than the longest travel time in
-the search volume behind the complete-data horizon, so no later pick can belong to it; each event
-is committed in exactly one slice (the one whose horizon range holds its origin time), and with a
-catalog attached the horizon is stored in the same transaction as the events, which makes it
-restart-safe.
+:func:`associate` runs over a whole span (replay); ``events.live.LiveAssociator`` runs the same
+association over sliding slices of a live feed.
 """
 from __future__ import annotations
 
 import logging
 import math
-import struct
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -30,14 +24,13 @@ from obspy.geodetics import gps2dist_azimuth
 from pyproj import CRS, Transformer
 from scipy.optimize import least_squares
 
-from eqt_monitor.catalog.store import Arrival, Catalog, Event, Origin
 from eqt_monitor.errors import ConfigError, FieldError
-from eqt_monitor.records import Pick
+from eqt_monitor.events.velocity import Layer, TravelTimeTable, layered_travel_times
+from eqt_monitor.records import Arrival, Event, Origin, Pick
 
 log = logging.getLogger(__name__)
 
 Coordinates = Mapping[str, tuple[float, float, float]]  # NET.STA.LOC -> (lat, lon, elevation_m)
-HORIZON_KEY = "associator.horizon"
 MAX_LAYERS = 50
 ZLIM_RANGE = (-10.0, 700.0)  # km: search depths PyOcto is asked about (deepest earthquakes ~700 km)
 # field -> (lowest, highest, lowest excluded): values outside are typos that crash, hang or fill memory
@@ -50,15 +43,6 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "min_interevent_time": (0.0, 3600.0, False), "min_pick_fraction": (0.0, 1.0, False),
     "table_spacing_km": (0.05, 50.0, False), "n_threads": (1, 256, False),
 }
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A constant-velocity layer from ``top_km`` (below sea level) down to the next layer's top."""
-
-    top_km: float
-    vp: float
-    vs: float
 
 
 @dataclass(frozen=True)
@@ -124,100 +108,7 @@ class AssociatorConfig:
         return f"PyOcto {pyocto.__version__} + least squares, 0D vp={self.vp:.2f} vs={self.vs:.2f} km/s"
 
 
-def layered_travel_times(layers: Iterable[Layer], phase: str, x_km: np.ndarray, z_km: np.ndarray) -> np.ndarray:
-    """First-arrival times (s) from a surface source to offsets ``x_km`` and depths ``z_km``.
-
-    Returns an ``(len(x), len(z))`` array: the faster of the direct ray (ray parameter found by
-    bisection on the offset it reaches) and every head wave along the top of a layer that is
-    faster than all layers above it, beyond its critical distance.
-    """
-    layers = list(layers)
-    tops = np.array([la.top_km for la in layers], float)
-    v = np.array([la.vp if phase == "P" else la.vs for la in layers], float)
-    bottoms = np.append(tops[1:], np.inf)
-    x = np.asarray(x_km, float)[:, None]
-    z = np.asarray(z_km, float)
-    tops0 = tops - tops[0]  # the surface is the top of the first layer
-    bottoms0 = bottoms - tops[0]
-
-    def thickness(upper: np.ndarray | float, lower: np.ndarray | float) -> np.ndarray:
-        """(nz, nlayers) thickness of each layer between depths ``upper`` and ``lower``."""
-        upper = np.broadcast_to(np.asarray(upper, float), z.shape)[:, None]
-        lower = np.broadcast_to(np.asarray(lower, float), z.shape)[:, None]
-        return np.clip(np.minimum(lower, bottoms0) - np.maximum(upper, tops0), 0.0, None)
-
-    h = thickness(0.0, z)  # (nz, nl)
-    vmax = np.where(h > 0, v, 0.0).max(axis=1)  # fastest layer each ray crosses
-    vmax = np.where(vmax > 0, vmax, v[0])
-    lo = np.zeros((x.shape[0], z.size))
-    hi = np.ones_like(lo)
-    hv = h[None, :, :]
-    v_crossed = np.minimum(v[None, :], vmax[:, None])  # layers not crossed have h = 0; keep their sqrt real
-    with np.errstate(divide="ignore", invalid="ignore"):  # u -> 1 only on surface rows, replaced below
-        for _ in range(60):  # bisection on p = u / vmax for the offset x
-            u = (lo + hi) / 2
-            pv = (u / vmax)[..., None] * v_crossed  # p * v_i
-            reach = (hv * pv / np.sqrt(1 - pv**2)).sum(axis=-1)
-            too_far = reach > x
-            hi = np.where(too_far, u, hi)
-            lo = np.where(too_far, lo, u)
-        pv = (lo / vmax)[..., None] * v_crossed
-        direct = (hv / (v_crossed * np.sqrt(1 - pv**2))).sum(axis=-1)
-    # a receiver at the surface is reached along the top layer
-    direct = np.where(z[None, :] > 0, direct, x / v[0])
-    best = direct
-    for k in range(1, len(layers)):
-        if v[k] <= v[:k].max():
-            continue  # no critical refraction into a slower layer
-        eta = np.sqrt(1 / v[:k] ** 2 - 1 / v[k] ** 2)
-        tan = v[:k] / v[k] / np.sqrt(1 - (v[:k] / v[k]) ** 2)
-        legs = thickness(0.0, tops0[k])[:, :k] + thickness(z, tops0[k])[:, :k]  # down and back up
-        intercept = (legs * eta).sum(axis=1)
-        critical = (legs * tan).sum(axis=1)
-        head = x / v[k] + intercept[None, :]
-        ok = (z[None, :] <= tops0[k]) & (x >= critical[None, :])
-        best = np.minimum(best, np.where(ok, head, np.inf))
-    return best
-
-
-@dataclass(frozen=True)
-class TravelTimeTable:
-    """First-arrival times on a regular (offset, depth below the model top) grid, PyOcto's 1D layout."""
-
-    delta: float
-    p: np.ndarray  # (nx, nz) seconds
-    s: np.ndarray
-
-    @classmethod
-    def build(cls, layers: tuple[Layer, ...], xdist: float, zdist: float, delta: float) -> TravelTimeTable:
-        """Tabulate ``layers`` to ``xdist`` km offset and ``zdist`` km depth every ``delta`` km."""
-        x = np.arange(int(xdist / delta) + 1) * delta
-        z = np.arange(int(zdist / delta) + 1) * delta
-        return cls(delta, layered_travel_times(layers, "P", x, z), layered_travel_times(layers, "S", x, z))
-
-    def write(self, path: Path) -> None:
-        """PyOcto's binary format: ``struct('iid', nx, nz, delta)`` then P and S times as (nx, nz) float64."""
-        with open(path, "wb") as f:
-            f.write(struct.pack("iid", *self.p.shape, self.delta))
-            for times in (self.p, self.s):
-                f.write(np.ascontiguousarray(times, dtype=np.float64).tobytes())
-
-    def lookup(self, phase_is_p: np.ndarray, offset: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Bilinear interpolation of the table (clamped to its edges)."""
-        nx, nz = self.p.shape
-        fx = np.clip(offset / self.delta, 0, nx - 1.000001)
-        fz = np.clip(depth / self.delta, 0, nz - 1.000001)
-        ix, iz = fx.astype(int), fz.astype(int)
-        wx, wz = fx - ix, fz - iz
-        out = np.empty(len(offset))
-        for table, mask in ((self.p, phase_is_p), (self.s, ~phase_is_p)):
-            i, k, a, b = ix[mask], iz[mask], wx[mask], wz[mask]
-            out[mask] = ((1 - a) * (1 - b) * table[i, k] + a * (1 - b) * table[i + 1, k]
-                         + (1 - a) * b * table[i, k + 1] + a * b * table[i + 1, k + 1])
-        return out
-
-
-class _Octo:
+class PyOctoLocator:
     """PyOcto set up for one station set and configuration."""
 
     def __init__(self, stations: Coordinates, config: AssociatorConfig):
@@ -414,84 +305,16 @@ class _Octo:
 
 def associate(picks: Iterable[Pick], stations: Coordinates, config: AssociatorConfig = AssociatorConfig()) -> list[Event]:
     """Associate and locate all ``picks`` of a bounded span at once (replay)."""
-    return _Octo(stations, config).run(_unique(picks))
+    return PyOctoLocator(stations, config).run(_unique(picks))
 
 
-def _pick_key(p: Pick) -> tuple[str, str, int]:
+def pick_key(p: Pick) -> tuple[str, str, int]:
+    """What makes two picks the same pick: station, phase, time to 10 ms."""
     return p.station.id, p.phase, int(round(p.time * 100))
 
 
 def _unique(picks: Iterable[Pick]) -> list[Pick]:
     seen: dict[tuple[str, str, int], Pick] = {}
     for p in picks:
-        seen.setdefault(_pick_key(p), p)
+        seen.setdefault(pick_key(p), p)
     return sorted(seen.values(), key=lambda p: (p.time, p.station, p.phase))
-
-
-class Associator:
-    """Live association over sliding slices; feed picks, then :meth:`advance` as data completes.
-
-    With a ``catalog``, committed events and the horizon are stored together (picks must be stored
-    in the catalog before they are fed), and a new ``Associator`` on the same catalog resumes where
-    the last one stopped: it reloads the unassociated picks it still needs from the catalog.
-    """
-
-    def __init__(self, stations: Coordinates, config: AssociatorConfig = AssociatorConfig(),
-                 catalog: Catalog | None = None):
-        self._octo = _Octo(stations, config)
-        self.catalog = catalog
-        self._pending: dict[tuple[str, str, int], Pick] = {}
-        self.horizon = -math.inf  # events with origin time before this are settled
-        if catalog is not None:
-            saved = catalog.get_state(HORIZON_KEY)
-            if saved is not None:
-                self.horizon = float(saved)
-                used = catalog.associated_pick_ids(start=self.horizon - self.max_travel_time)
-                self.feed(p for pid, p in catalog.picks_with_ids(start=self.horizon - self.max_travel_time)
-                          if pid not in used)
-
-    @property
-    def max_travel_time(self) -> float:
-        """Longest travel time (s, S wave plus tolerance) in the search volume: the slice overlap."""
-        return self._octo.max_travel_time
-
-    def feed(self, picks: Iterable[Pick]) -> None:
-        """Add picks (any order, repeats ignored); picks older than the settled horizon are dropped."""
-        floor = self.horizon - self.max_travel_time
-        for p in picks:
-            if p.time >= floor:
-                self._pending.setdefault(_pick_key(p), p)
-
-    def advance(self, complete_until: float) -> list[Event]:
-        """Commit the events settled now that every pick before ``complete_until`` has been fed."""
-        return self._commit(complete_until - self.max_travel_time)
-
-    def flush(self) -> list[Event]:
-        """Commit every remaining event (the data has ended)."""
-        return self._commit(math.inf)
-
-    def _commit(self, new_horizon: float) -> list[Event]:
-        if new_horizon <= self.horizon or not self._pending:
-            self._set_horizon(new_horizon)
-            return []
-        found = self._octo.run(sorted(self._pending.values(), key=lambda p: (p.time, p.station, p.phase)),
-                               between=(self.horizon, new_horizon))
-        settled = [e for e in found if self.horizon <= e.origin.time < new_horizon]
-        if self.catalog is not None:
-            state = {HORIZON_KEY: repr(new_horizon)} if math.isfinite(new_horizon) else {}
-            committed = self.catalog.add_events(settled, state=state)
-        else:
-            committed = settled
-        for event in settled:
-            for a in event.arrivals:
-                self._pending.pop(_pick_key(a.pick), None)
-        self.horizon = max(self.horizon, new_horizon)
-        floor = self.horizon - self.max_travel_time
-        self._pending = {k: p for k, p in self._pending.items() if p.time >= floor}
-        return committed
-
-    def _set_horizon(self, new_horizon: float) -> None:
-        if new_horizon > self.horizon and math.isfinite(new_horizon):
-            self.horizon = new_horizon
-            if self.catalog is not None:
-                self.catalog.set_state(HORIZON_KEY, repr(new_horizon))

@@ -22,8 +22,7 @@ from statistics import median
 import numpy as np
 from obspy import Inventory, Stream, UTCDateTime
 
-from eqt_monitor.catalog.store import Event, Magnitude, StationMagnitude
-from eqt_monitor.records import StationKey
+from eqt_monitor.records import Event, Magnitude, StationKey, StationMagnitude
 
 log = logging.getLogger(__name__)
 

@@ -25,18 +25,18 @@ import obspy
 
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import MonitorConfig, load_config
+from eqt_monitor.driver import CatalogWriter, StationPipeline, fetcher, sources_by_station
 from eqt_monitor.errors import UserError
-from eqt_monitor.events.associator import Associator
-from eqt_monitor.events.locate import add_magnitudes, read_inventories
+from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.live import metrics
+from eqt_monitor.live.health import StationHealth
 from eqt_monitor.live.ingest import FDSNPoller, Ingest, open_ingest
-from eqt_monitor.live.intake import Intake
 from eqt_monitor.live.progress import Progress
 from eqt_monitor.live.sdnotify import Notifier
 from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
-from eqt_monitor.pipeline.engine import Engine, EngineOutput
+from eqt_monitor.locate import add_magnitudes, read_inventories
+from eqt_monitor.pipeline.engine import EngineOutput
 from eqt_monitor.records import StationKey
-from eqt_monitor.replay import engine_config, fetcher, sources_by_station
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ class Daemon:
         self.storage = Storage(self.catalog.path)
         self.pending = PendingWrites(self.catalog, self.storage, model=model_name, weights_sha256=weights_sha256,
                                      max_held=settings.max_held)
-        self.intake = Intake([s.key for s in config.stations], config.buffer, settings.silent_after)
-        self.engine = Engine(self._timed(predict_fn), engine_config(config), on_station_error=self._station_failed)
+        self.health = StationHealth([s.key for s in config.stations], config.buffer, settings.silent_after)
+        self.pipeline = StationPipeline(config, self._timed(predict_fn), on_station_error=self._station_failed,
+                                        observer=self.health)
+        self.writer = CatalogWriter(self.catalog, model=model_name, weights_sha256=weights_sha256)
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
         self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
         self._ingests: dict[str, Ingest] = {}
@@ -101,12 +103,18 @@ class Daemon:
             return out
         return predict
 
-    def _new_associator(self) -> Associator | None:
+    def _record_run(self) -> None:
+        """The run record and station coordinates (``plot`` without ``--source``, the EqT CSV)."""
+        sources = sources_by_station(self.config, self.source_override)
+        self.storage.run(self.catalog.path, "writing the run record",
+                         lambda: self.writer.record_run(self.config, sources, {"live": True}))
+
+    def _new_associator(self) -> LiveAssociator | None:
         coordinates = self.config.coordinates()
         if not coordinates:
             log.warning("no station coordinates in the config: picks are not associated into events")
             return None
-        return Associator(coordinates, self.config.association, catalog=self.catalog)
+        return LiveAssociator(coordinates, self.config.association, store=self.catalog)
 
     def _put(self, trace: obspy.Trace, arrived: float) -> None:
         while not self._closing.is_set():
@@ -139,7 +147,7 @@ class Daemon:
         s = self.settings
         self.scheduler.add_job(self.associate, "interval", seconds=s.associate_every, id="associate")
         self.scheduler.add_job(self.export, "interval", seconds=s.export_every, id="export")
-        self.scheduler.add_job(self.intake.check_silence, "interval", seconds=s.health_every, id="health")
+        self.scheduler.add_job(self.health.check_silence, "interval", seconds=s.health_every, id="health")
         self.scheduler.start()
 
     # ------------------------------------------------------------------ the loop
@@ -152,9 +160,10 @@ class Daemon:
         self.http = metrics.serve(self.metrics_addr, health=self._health)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         self._start_scheduler()
-        self._start_ingests(self.intake.keys)
-        log.info("run: %d stations, metrics on %s, catalog %s", len(self.intake.keys), self.http.url, self.catalog.path)
-        self.notifier.notify("READY=1", f"STATUS=monitoring {len(self.intake.keys)} stations")
+        self._record_run()
+        self._start_ingests(self.pipeline.keys)
+        log.info("run: %d stations, metrics on %s, catalog %s", len(self.pipeline.keys), self.http.url, self.catalog.path)
+        self.notifier.notify("READY=1", f"STATUS=monitoring {len(self.pipeline.keys)} stations")
         watchdog = self.notifier.watchdog_interval()
         last_commit = last_ping = time.monotonic()
         while not self._stop.is_set():
@@ -180,7 +189,7 @@ class Daemon:
         waiting, else until the batch deadline or 0.2 s), feed, predict (at most
         ``max_batches_per_step`` batches) and write."""
         if wait is None:
-            if self.engine.pending_windows >= self.engine.config.batch_size:  # a backlog: no waiting
+            if self.pipeline.engine.pending_windows >= self.pipeline.engine.config.batch_size:  # a backlog: no waiting
                 wait = 0.0
             elif self._pending_since is None:
                 wait = 0.2
@@ -201,34 +210,35 @@ class Daemon:
             except queue.Empty:
                 break
         for trace, arrived in items:
-            key = self.intake.add(trace, arrived)
-            if key is not None:
-                self._oldest_unpredicted.setdefault(key, arrived)
-        for segment in self.intake.ready():
-            if segment.station in self.intake.buffers:
-                self.engine.feed(segment)
+            key = self.pipeline.add(trace)
+            if key is None:
+                self.health.unexpected(trace.id)
+                continue
+            self.health.arrived(key, arrived)
+            self._oldest_unpredicted.setdefault(key, arrived)
         cap = self.settings.max_batches_per_step
-        self._write(self.engine.process(max_batches=cap))
-        if self.engine.pending_windows:
+        self._write(self.pipeline.process(max_batches=cap))
+        engine = self.pipeline.engine
+        if engine.pending_windows:
             now = time.monotonic()
             if self._pending_since is None:
                 self._pending_since = now
             elif now - self._pending_since >= self.settings.batch_wait:
-                self._write(self.engine.process(flush=True, max_batches=cap))
-        if not self.engine.pending_windows:
+                self._write(self.pipeline.process(flush=True, max_batches=cap))
+        if not engine.pending_windows:
             self._pending_since = None
 
     def _write(self, out: EngineOutput) -> None:
         """Queue the output's new picks and detections with the progress they complete, and write."""
         now = time.time()
         metrics.WINDOWS_PREDICTED.inc(out.windows)
-        picks, detections = self.progress.keep(out.picks), self.progress.keep(out.detections)
-        arrived = [self._oldest_unpredicted.get(p.station, self.intake.last_arrival.get(p.station, now)) for p in picks]
+        picks, detections = self.writer.stamp(self.progress.keep(out.picks)), self.progress.keep(out.detections)
+        arrived = [self._oldest_unpredicted.get(p.station, self.health.last_arrival.get(p.station, now)) for p in picks]
         if out.windows:  # stations whose windows were all predicted start their latency clock afresh
-            waiting = self.engine.pending_stations
+            waiting = self.pipeline.engine.pending_stations
             for key in [k for k in self._oldest_unpredicted if k not in waiting]:
                 del self._oldest_unpredicted[key]
-        settled = {k: self.engine.stream(k).settled_until for k in self.engine.stations}
+        settled = self.pipeline.settled()
         self.pending.add(Batch(picks, detections, settled, arrived))
         self._written(self.pending.flush())
 
@@ -245,14 +255,15 @@ class Daemon:
                 self.associator.feed(batch.picks)
         if batch.detections:
             metrics.DETECTIONS.inc(len(batch.detections))
-        self.progress.advance({k: t for k, t in batch.settled.items() if k in self.intake.buffers})
+        self.progress.advance({k: t for k, t in batch.settled.items() if k in self.pipeline.buffers})
 
     def _station_failed(self, key: StationKey, exc: Exception) -> None:
         metrics.ERRORS.labels(kind="station_failed").inc()
         log.error("station %s: processing failed (%s: %s); its data so far is dropped and it restarts with the "
                   "next data", key, type(exc).__name__, exc)
-        if key in self.intake.buffers:
-            self.intake.add_station(key)
+        if key in self.pipeline.buffers:
+            self.pipeline.add_station(key)
+            self.health.add_station(key)
 
     # ------------------------------------------------------------------ progress, jobs
 
@@ -270,9 +281,9 @@ class Daemon:
         that send data (a silent one does not hold association back, unless all are silent). None
         while a station that is not yet silent has no progress."""
         flowing, silent = [], []
-        for key in self.intake.keys:
+        for key in self.pipeline.keys:
             t = self.progress.get(key)
-            if not self.intake.is_silent(key):
+            if not self.health.is_silent(key):
                 if t is None:
                     return None
                 flowing.append(t)
@@ -338,7 +349,7 @@ class Daemon:
         problems = self.storage.problems()
         if problems:
             return False, "; ".join(problems) + f"; {self.pending.held} picks and detections held in memory"
-        silent = [k.id for k in self.intake.keys if self.intake.is_silent(k)]
+        silent = [k.id for k in self.pipeline.keys if self.health.is_silent(k)]
         return True, f"ok; silent stations: {', '.join(silent)}" if silent else "ok"
 
     # ------------------------------------------------------------------ reload, shutdown
@@ -357,7 +368,7 @@ class Daemon:
         except UserError as exc:
             log.error("reload: keeping the running configuration: %s", exc)
             return
-        old_keys, new_keys = set(self.intake.keys), {s.key for s in new.stations}
+        old_keys, new_keys = set(self.pipeline.keys), {s.key for s in new.stations}
         self.commit()
         self.config = new
         self.__dict__.pop("inventory", None)  # drop the cached StationXML: the files may have changed
@@ -372,13 +383,15 @@ class Daemon:
                 if self.scheduler.get_job(f"poll:{uri}"):
                     self.scheduler.remove_job(f"poll:{uri}")
         for key in sorted(old_keys - new_keys, key=str):
-            self.engine.remove(key)
-            self.intake.remove_station(key)
+            self.pipeline.remove_station(key)
+            self.health.remove_station(key)
         for key in sorted(new_keys - old_keys, key=str):
             self.progress.rejoin(key)
-            self.intake.add_station(key)
+            self.pipeline.add_station(key)
+            self.health.add_station(key)
         with self._assoc_lock:
             self.associator = self._new_associator()
+        self._record_run()
         self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])], polled)
         log.info("reload: %d station(s) added, %d removed, %d kept", len(new_keys - old_keys),
                  len(old_keys - new_keys), len(old_keys & new_keys))
@@ -395,7 +408,7 @@ class Daemon:
             ingest.stop()
         while not self._queue.empty():
             self._step(wait=0)
-        self._write(self.engine.process(flush=True))
+        self._write(self.pipeline.process(flush=True))
         self._written(self.pending.flush(force=True))
         if self.pending.held:
             log.warning("run: %s: %d picks and detections could not be written; the next start makes them again "

@@ -1,7 +1,7 @@
 """Exactly-once bookkeeping of the live daemon across restarts.
 
 Per station the catalog stores ``settled``: the time before which every pick and detection of
-the station is written (``StationStream.settled_until`` after the write). A restarted daemon
+the station is written (``StationProcessor.settled_until`` after the write). A restarted daemon
 re-reads the data from ``settled - CONTEXT_S`` on (so its windows, on the absolute-time grid,
 and its stacked probabilities after ``settled`` equal an uninterrupted run's), and drops the
 picks and detections it makes before ``settled``: those are in the catalog already.
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.pipeline.engine import CONTEXT_S
 from eqt_monitor.records import Detection, Pick, StationKey
-from eqt_monitor.replay import CONTEXT_S
 
 STATE_KEY = "daemon.settled"
 

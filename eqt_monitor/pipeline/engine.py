@@ -1,4 +1,4 @@
-"""The streaming engine: per-station incremental windowing, stacking and picking, and the
+"""The engine: per-station incremental windowing, stacking and picking, and the
 ``Engine`` that batches the windows of all stations into one model.
 
 Data arrives as ``Segment``s (``eqt_monitor.pipeline.buffer``) in any sizes; windows follow the absolute
@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.pipeline.picker import EventPicks, IncrementalPicker, PickerConfig
+from eqt_monitor.pipeline.picker import DetectionPicks, IncrementalPicker, PickerConfig
 from eqt_monitor.pipeline.predictor import BLINDING, PredictFn, Predictor, stack
 from eqt_monitor.pipeline.windows import grid_starts, stretch_origin
 from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_STEP = WINDOW_SAMPLES - 2 * BLINDING  # a larger step leaves samples that no unblinded window covers
+# Data this far before a time makes the windows (on the absolute grid) and the stacked output after
+# it equal to an uninterrupted run's: replay reads this beyond each end of its span, a restarted or
+# re-added live station re-reads this much before its settled time, plot this around an event.
+CONTEXT_S = 2 * WINDOW_SAMPLES / SAMPLING_RATE
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ class _Stretch:
             bound = min(bound, self._pending[0].start + self._pending[0].head)
         return bound
 
-    def release(self) -> tuple[ProbabilitySegment | None, list[EventPicks]]:
+    def release(self) -> tuple[ProbabilitySegment | None, list[DetectionPicks]]:
         """Final samples since the last call as a ``ProbabilitySegment`` (None if none), and the
         detections completed (stretch indices)."""
         closing = self.ended and self._end_emitted and not self._pending
@@ -213,7 +217,7 @@ class _Stretch:
         return segment, events
 
 
-class StationStream:
+class StationProcessor:
     """One station: takes its ``Segment``s, hands out windows to predict, takes their outputs and
     releases final stacked probabilities with the detections and picks made on them."""
 
@@ -310,7 +314,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.predictor = Predictor(predict_fn, self.config.batch_size)
         self.on_station_error = on_station_error
-        self._streams: dict[StationKey, StationStream] = {}
+        self._stations: dict[StationKey, StationProcessor] = {}
         self._queue: deque[WindowJob] = deque()
 
     @property
@@ -324,9 +328,9 @@ class Engine:
         return {job.stretch.station for job in self._queue}
 
     def remove(self, station: StationKey) -> None:
-        """Forget a station: its stream, held data and windows waiting for the model."""
-        stream = self._streams.pop(station, None)
-        if stream is not None:
+        """Forget a station: its processor, held data and windows waiting for the model."""
+        processor = self._stations.pop(station, None)
+        if processor is not None:
             self._queue = deque(job for job in self._queue if job.stretch.station != station)
 
     def _guarded(self, station: StationKey, action: Callable[[], T]) -> T | None:
@@ -343,19 +347,19 @@ class Engine:
     @property
     def stations(self) -> list[StationKey]:
         """Stations seen so far, sorted."""
-        return sorted(self._streams)
+        return sorted(self._stations)
 
-    def stream(self, station: StationKey) -> StationStream:
-        """The station's stream (created on first use)."""
-        if station not in self._streams:
-            self._streams[station] = StationStream(station, self.config.step, self.config.picker,
+    def station(self, station: StationKey) -> StationProcessor:
+        """The station's processor (created on first use)."""
+        if station not in self._stations:
+            self._stations[station] = StationProcessor(station, self.config.step, self.config.picker,
                                                    self.config.fill_blinding)
-        return self._streams[station]
+        return self._stations[station]
 
     def feed(self, segment: Segment) -> None:
-        """Queue a segment of data for its station (see ``StationStream.feed``); with
+        """Queue a segment of data for its station (see ``StationProcessor.feed``); with
         ``on_station_error`` set, a segment the station cannot take drops that station."""
-        self._guarded(segment.station, lambda: self.stream(segment.station).feed(segment))
+        self._guarded(segment.station, lambda: self.station(segment.station).feed(segment))
 
     def process(self, flush: bool = False, max_batches: int | None = None) -> EngineOutput:
         """Predict the ready windows of all stations in full batches (with ``flush``, also the last
@@ -364,18 +368,18 @@ class Engine:
         at most this many batches now and leave the rest queued (a caller catching up on a backlog
         stays responsive); the results do not depend on it."""
         for station in self.stations:
-            self._queue.extend(self._guarded(station, self._streams[station].take_windows) or [])
+            self._queue.extend(self._guarded(station, self._stations[station].take_windows) or [])
         windows, batches = 0, 0
         while self._queue and (flush or len(self._queue) >= self.config.batch_size) and batches != max_batches:
             batches += 1
             jobs = [self._queue.popleft() for _ in range(min(self.config.batch_size, len(self._queue)))]
             for job, output in zip(jobs, self.predictor.predict(np.stack([job.data for job in jobs]))):
-                if job.stretch.station in self._streams:  # not dropped by a failure earlier in this batch
-                    self._guarded(job.stretch.station, lambda: StationStream.put(job, output))
+                if job.stretch.station in self._stations:  # not dropped by a failure earlier in this batch
+                    self._guarded(job.stretch.station, lambda: StationProcessor.put(job, output))
             windows += len(jobs)
         out = EngineOutput(windows=windows)
         for station in self.stations:
-            released = self._guarded(station, self._streams[station].release)
+            released = self._guarded(station, self._stations[station].release)
             if released is None:
                 continue
             out.probabilities += released.probabilities

@@ -53,7 +53,7 @@ class PhasePick(NamedTuple):
     amplitude: float | None = None  # counts; None without data
 
 
-class EventPicks(NamedTuple):
+class DetectionPicks(NamedTuple):
     """One detection (samples ``start`` to ``end`` inclusive) and its P and S picks, if any."""
 
     start: int
@@ -62,9 +62,9 @@ class EventPicks(NamedTuple):
     p: PhasePick | None
     s: PhasePick | None
 
-    def shifted(self, offset: int) -> EventPicks:
+    def shifted(self, offset: int) -> DetectionPicks:
         """The same event with every sample index moved by ``offset``."""
-        return EventPicks(self.start + offset, self.end + offset, self.probability,
+        return DetectionPicks(self.start + offset, self.end + offset, self.probability,
                           self.p and self.p._replace(sample=self.p.sample + offset),
                           self.s and self.s._replace(sample=self.s.sample + offset))
 
@@ -122,7 +122,7 @@ def snr_and_amplitude(data: np.ndarray, sample: int, window: int) -> tuple[float
     return round(20.0 * math.log10(signal95 / noise95), 1), amplitude
 
 
-def with_snr(event: EventPicks, data: np.ndarray, window: int, first: int = 0) -> EventPicks:
+def with_snr(event: DetectionPicks, data: np.ndarray, window: int, first: int = 0) -> DetectionPicks:
     """``event`` with SNR and amplitude on its picks, measured on raw ``data`` ``(n, 3)`` whose row 0
     is sample ``first`` of the event's indices."""
     def measured(pick: PhasePick | None) -> PhasePick | None:
@@ -134,7 +134,7 @@ def with_snr(event: EventPicks, data: np.ndarray, window: int, first: int = 0) -
 
 
 def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfig,
-                data: np.ndarray | None = None, p_after: int = -1) -> list[EventPicks]:
+                data: np.ndarray | None = None, p_after: int = -1) -> list[DetectionPicks]:
     """Every detection on the traces ``d``, ``p``, ``s`` (1-D, same length) with its P and S pick,
     in time order; with raw ``data`` ``(n, 3)`` aligned to them, picks carry SNR and amplitude.
 
@@ -154,7 +154,7 @@ def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfi
         p_sample = int(candidates[np.argmax(p[candidates])]) if candidates.size else None
         if p_sample is not None:
             p_after = max(p_after, p_sample)
-        event = EventPicks(start, end, float(np.mean(d[start:end + 1])),
+        event = DetectionPicks(start, end, float(np.mean(d[start:end + 1])),
                            None if p_sample is None else PhasePick(p_sample, float(p[p_sample])),
                            None if s_sample is None else PhasePick(s_sample, float(s[s_sample])))
         events.append(event if data is None else with_snr(event, data, config.snr_window))
@@ -196,7 +196,7 @@ class IncrementalPicker:
         """Samples of probabilities (and as many of raw data) held now."""
         return len(self._probs)
 
-    def push(self, probs: np.ndarray, data: np.ndarray, *, stretch_ended: bool = False) -> list[EventPicks]:
+    def push(self, probs: np.ndarray, data: np.ndarray, *, stretch_ended: bool = False) -> list[DetectionPicks]:
         """Add the next final samples (``probs`` ``(k, 3)`` [D, P, S] and raw ``data`` ``(k, 3)``) and
         return the detections now complete, in stretch sample indices. ``stretch_ended``: these
         are the stretch's last samples; everything held is returned."""

@@ -9,7 +9,7 @@ import pytest
 from obspy.clients.filesystem.sds import Client
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.pipeline.engine import Engine, EngineConfig, StationStream
+from eqt_monitor.pipeline.engine import Engine, EngineConfig, StationProcessor
 from eqt_monitor.pipeline.predictor import BLINDING
 from eqt_monitor.records import Segment, StationKey
 
@@ -93,7 +93,7 @@ def assert_covers(segs, start, n):
 
 def test_windows_of_a_stretch_start_window_grid_and_end_window():
     key = StationKey("XX", "A")
-    stream = StationStream(key, step=3000)
+    stream = StationProcessor(key, step=3000)
     stream.feed(Segment(key, MAY_1 + 7.126, np.ones((20000, 3), np.float32), stretch_start=True, stretch_end=True))
     jobs = stream.take_windows()
     assert [(j.start, j.head, j.tail) for j in jobs] == [
@@ -106,7 +106,7 @@ def test_a_short_stretch_gets_one_zero_padded_unblinded_window():
     engine = Engine(envelope_model)
     data = np.random.default_rng(0).normal(0, 100, (2500, 3)).astype(np.float32)
     engine.feed(Segment(key, MAY_1, data, stretch_start=True, stretch_end=True))
-    (job,) = engine.stream(key).take_windows()
+    (job,) = engine.station(key).take_windows()
     assert (job.start, job.head, job.tail, job.valid) == (0, 0, 0, 2500)
     assert not job.data[2500:].any() and np.array_equal(job.data[:2500], data)
 
@@ -206,7 +206,7 @@ def test_memory_per_station_stays_bounded_on_a_long_stream(shared):
     for seg in segments(key, start, data, [6000] * (len(data) // 6000 + 1)):  # a minute at a time, as live
         engine.feed(seg)
         n_picks += len(engine.process(flush=True).picks)
-        held.append(engine.stream(key).held_samples)
+        held.append(engine.station(key).held_samples)
     assert n_picks > 100
     # raw data for the next windows (6000) + stacked-not-final output (5500) + the picker's context
     # (401 before a detection, a detection of at most 30000, 300 after it, one minute just released)
@@ -235,7 +235,7 @@ def test_a_step_leaving_samples_uncovered_is_refused():
 @pytest.mark.slow
 def test_original_model_on_30_minutes_of_chile_through_the_buffer(shared, original_weights):
     from eqt_monitor.model.load import load_model
-    from eqt_monitor.pipeline.buffer import iter_segments
+    from segments import iter_segments
 
     client = Client(str(shared / "data" / "chile_2014" / "sds"))
     st = client.get_waveforms("CX", "PB0?", "", "HH?", obspy.UTCDateTime(MAY_1), obspy.UTCDateTime(MAY_1 + 1800))
@@ -290,7 +290,7 @@ def test_a_restart_from_settled_minus_context_picks_exactly_what_the_uninterrupt
         first = Engine(envelope_model)
         first.feed(Segment(key, start, data[:stop], stretch_start=True))
         before = collect([first.process(), first.process(flush=True)])
-        settled = first.stream(key).settled_until
+        settled = first.station(key).settled_until
         assert start + 30 < settled < start + stop / 100 - 55  # a final sample waits for its last window
         assert all(p.time < settled for p in before[1])
         assert before[1] == [p for p in whole[1] if p.time < settled]

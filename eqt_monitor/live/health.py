@@ -1,6 +1,7 @@
-"""The daemon's per-station intake: raw traces → station buffers → segments, with the metrics and
-log lines for what the buffers found (gaps, overlaps, bad records, rate changes) and for
-stations that fall silent."""
+"""The daemon's view of each station's data: when it last arrived, whether it fell silent, and
+metrics and log lines for what the station buffers found (gaps, overlaps, bad records, rate
+changes, dead channels, non-finite samples). It watches the buffers of the
+``driver.StationPipeline`` (as its ``BufferObserver``); it holds no data itself."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,90 +9,70 @@ import logging
 import time
 from collections.abc import Iterable
 
-import obspy
-
 from eqt_monitor.live import metrics
 from eqt_monitor.pipeline.buffer import BufferStats, GapPolicy, StationBuffer
-from eqt_monitor.records import SAMPLING_RATE, Segment, StationKey
-from eqt_monitor.sources.base import StationLookup
+from eqt_monitor.records import SAMPLING_RATE, StationKey
 
 log = logging.getLogger(__name__)
 
 
-class Intake:
-    """Buffers of the configured stations; ``add`` a trace, then ``ready()`` for the segments."""
+class StationHealth:
+    """Arrival times, silence and buffer metrics of the configured stations."""
 
     def __init__(self, keys: Iterable[StationKey], policy: GapPolicy, silent_after: float) -> None:
         self.policy, self.silent_after = policy, silent_after
-        self.buffers: dict[StationKey, StationBuffer] = {}
         self._stats: dict[StationKey, BufferStats] = {}
         self.last_arrival: dict[StationKey, float] = {}  # wall clock
         self._watch_from: dict[StationKey, float] = {}  # wall clock: silence counts from here
         self._silent: set[StationKey] = set()
         self._overlapping: set[StationKey] = set()
-        self._touched: set[StationKey] = set()
-        self._lookup = StationLookup()
         for key in keys:
             self.add_station(key)
 
     @property
     def keys(self) -> list[StationKey]:
-        return sorted(self.buffers, key=str)
+        return sorted(self._stats, key=str)
 
     def add_station(self, key: StationKey) -> None:
-        """Start buffering ``key`` (a new station, or one reset after a failure)."""
-        self.buffers[key] = StationBuffer(key, policy=self.policy)
-        self._lookup.add(key)
+        """Watch ``key`` (a new station, or one whose buffer was reset after a failure)."""
         self._stats[key] = BufferStats()
         self._watch_from.setdefault(key, time.time())
 
     def remove_station(self, key: StationKey) -> None:
         """Forget a station and its metric series."""
-        for table in (self.buffers, self._stats, self.last_arrival, self._watch_from):
+        for table in (self._stats, self.last_arrival, self._watch_from):
             table.pop(key, None)
         self._silent.discard(key)
         self._overlapping.discard(key)
-        self._touched.discard(key)
-        self._lookup.remove(key)
         metrics.forget_station(key.id)
 
-    def station_of(self, trace: obspy.Trace) -> StationKey | None:
-        """The configured station a trace belongs to (None: not configured)."""
-        return self._lookup.find_trace(trace)
+    def unexpected(self, trace_id: str) -> None:
+        """Data of a stream no configured station owns arrived (and was dropped)."""
+        metrics.ERRORS.labels(kind="unexpected_stream").inc()
+        log.debug("dropping data of unconfigured stream %s", trace_id)
 
-    def add(self, trace: obspy.Trace, arrived: float) -> StationKey | None:
-        """Buffer one trace that arrived at wall time ``arrived``; returns its station."""
-        key = self.station_of(trace)
-        if key is None:
-            metrics.ERRORS.labels(kind="unexpected_stream").inc()
-            log.debug("dropping data of unconfigured stream %s", trace.id)
-            return None
-        self.buffers[key].add(trace)
-        self.last_arrival[key] = max(self.last_arrival.get(key, arrived), arrived)
+    def arrived(self, key: StationKey, when: float) -> None:
+        """Data of ``key`` arrived at wall time ``when``."""
+        self.last_arrival[key] = max(self.last_arrival.get(key, when), when)
         if key in self._silent:
             self._silent.discard(key)
             metrics.STATION_SILENT.labels(station=key.id).set(0)
             log.info("station %s: data again", key)
-        self._report(key)
-        self._touched.add(key)
-        return key
 
-    def ready(self) -> list[Segment]:
-        """Segments no later data can change, of the stations that got data since the last call."""
-        out = []
-        for key in sorted(self._touched, key=str):
-            buffer = self.buffers[key]
-            out += buffer.pop_ready()
-            self._report(key, record=False)  # gaps that end a stretch are found while handing data on
-            capacity = self.policy.dead_channel_s * SAMPLING_RATE
-            metrics.BUFFER_FILL.labels(station=key.id).set(min(1.0, buffer.held_samples / capacity))
-        self._touched.clear()
-        return out
+    def received(self, key: StationKey, buffer: StationBuffer) -> None:
+        """``BufferObserver``: the buffer took a record."""
+        self._report(key, buffer)
 
-    def _report(self, key: StationKey, record: bool = True) -> None:
+    def handed_on(self, key: StationKey, buffer: StationBuffer) -> None:
+        """``BufferObserver``: the buffer handed its ready data on (gaps that end a stretch are found then)."""
+        self._report(key, buffer, record=False)
+        capacity = self.policy.dead_channel_s * SAMPLING_RATE
+        metrics.BUFFER_FILL.labels(station=key.id).set(min(1.0, buffer.held_samples / capacity))
+
+    def _report(self, key: StationKey, buffer: StationBuffer, record: bool = True) -> None:
         """Metrics and log lines for what the buffer counted since the last call (``record``: the
         call follows one added record, which ends an overlap episode when it repeats nothing)."""
-        now, before = self.buffers[key].stats, self._stats[key]
+        now, before = buffer.stats, self._stats[key]
         gaps = (now.gaps_interpolated + now.gaps_zero_filled + now.stretch_breaks
                 - before.gaps_interpolated - before.gaps_zero_filled - before.stretch_breaks)
         if gaps:

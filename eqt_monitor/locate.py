@@ -1,27 +1,25 @@
 """From stored picks to stored events: association, location and local magnitude for a span.
 
-``replay`` calls ``locate_span`` once at the end of a run; the daemon feeds its live
-``Associator`` and calls ``add_magnitudes`` for the events it commits. Both write through the
-catalog, whose idempotent writes make a re-run add nothing.
+``replay`` calls ``locate_span`` once at the end of a run; the daemon feeds its
+``events.live.LiveAssociator`` and calls ``add_magnitudes`` for the events it commits. Both write
+through the catalog, whose idempotent writes make a re-run add nothing.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import obspy
 
-from eqt_monitor.catalog.store import Catalog, Event
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import MonitorConfig, read_stationxml
+from eqt_monitor.driver import Fetch
 from eqt_monitor.events.associator import associate
 from eqt_monitor.events.magnitude import local_magnitude, waveform_span
-from eqt_monitor.records import StationKey
+from eqt_monitor.records import Event
 
 log = logging.getLogger(__name__)
-
-Fetch = Callable[[Sequence[StationKey], float, float], obspy.Stream]
-
 
 def read_inventories(paths: Sequence[Path]) -> obspy.Inventory | None:
     """All StationXML files merged into one inventory (responses for ML); ``None`` when there are none."""

@@ -1,0 +1,100 @@
+"""Live association over sliding slices of a pick feed (the daemon), with PyOcto as in replay.
+
+An event is committed only once its origin time is more than the longest travel time in the
+search volume behind the complete-data horizon, so no later pick can belong to it; each event is
+committed in exactly one slice (the one whose horizon range holds its origin time). With a store
+attached, the horizon is stored in the same transaction as the events, which makes it
+restart-safe.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from eqt_monitor.events.associator import AssociatorConfig, Coordinates, PyOctoLocator, pick_key
+from eqt_monitor.records import Event, Pick
+
+HORIZON_KEY = "associator.horizon"
+
+
+class EventStore(Protocol):
+    """What live association needs of the catalog (``catalog.store.Catalog`` is one)."""
+
+    def get_state(self, key: str, default: str | None = None) -> str | None: ...
+
+    def set_state(self, key: str, value: str) -> None: ...
+
+    def add_events(self, events: Iterable[Event], *, state: Mapping[str, str] | None = None) -> list[Event]: ...
+
+    def associated_pick_ids(self, start: float | None = None) -> set[str]: ...
+
+    def picks(self, start: float | None = None, end: float | None = None) -> list[Pick]: ...
+
+
+class LiveAssociator:
+    """Live association over sliding slices; feed picks, then :meth:`advance` as data completes.
+
+    With a ``store`` (the catalog), committed events and the horizon are stored together (picks must
+    be stored, and carry their ids, before they are fed), and a new ``LiveAssociator`` on the same
+    store resumes where the last one stopped: it reloads the unassociated picks it still needs.
+    """
+
+    def __init__(self, stations: Coordinates, config: AssociatorConfig = AssociatorConfig(),
+                 store: EventStore | None = None):
+        self._octo = PyOctoLocator(stations, config)
+        self.store = store
+        self._pending: dict[tuple[str, str, int], Pick] = {}
+        self.horizon = -math.inf  # events with origin time before this are settled
+        if store is not None:
+            saved = store.get_state(HORIZON_KEY)
+            if saved is not None:
+                self.horizon = float(saved)
+                used = store.associated_pick_ids(start=self.horizon - self.max_travel_time)
+                self.feed(p for p in store.picks(start=self.horizon - self.max_travel_time) if p.id not in used)
+
+    @property
+    def max_travel_time(self) -> float:
+        """Longest travel time (s, S wave plus tolerance) in the search volume: the slice overlap."""
+        return self._octo.max_travel_time
+
+    def feed(self, picks: Iterable[Pick]) -> None:
+        """Add picks (any order, repeats ignored); picks older than the settled horizon are dropped."""
+        floor = self.horizon - self.max_travel_time
+        for p in picks:
+            if p.time >= floor:
+                self._pending.setdefault(pick_key(p), p)
+
+    def advance(self, complete_until: float) -> list[Event]:
+        """Commit the events settled now that every pick before ``complete_until`` has been fed."""
+        return self._commit(complete_until - self.max_travel_time)
+
+    def flush(self) -> list[Event]:
+        """Commit every remaining event (the data has ended)."""
+        return self._commit(math.inf)
+
+    def _commit(self, new_horizon: float) -> list[Event]:
+        if new_horizon <= self.horizon or not self._pending:
+            self._set_horizon(new_horizon)
+            return []
+        found = self._octo.run(sorted(self._pending.values(), key=lambda p: (p.time, p.station, p.phase)),
+                               between=(self.horizon, new_horizon))
+        settled = [e for e in found if self.horizon <= e.origin.time < new_horizon]
+        if self.store is not None:
+            state = {HORIZON_KEY: repr(new_horizon)} if math.isfinite(new_horizon) else {}
+            committed = self.store.add_events(settled, state=state)
+        else:
+            committed = settled
+        for event in settled:
+            for a in event.arrivals:
+                self._pending.pop(pick_key(a.pick), None)
+        self.horizon = max(self.horizon, new_horizon)
+        floor = self.horizon - self.max_travel_time
+        self._pending = {k: p for k, p in self._pending.items() if p.time >= floor}
+        return committed
+
+    def _set_horizon(self, new_horizon: float) -> None:
+        if new_horizon > self.horizon and math.isfinite(new_horizon):
+            self.horizon = new_horizon
+            if self.store is not None:
+                self.store.set_state(HORIZON_KEY, repr(new_horizon))
