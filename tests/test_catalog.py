@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from eqt_monitor.catalog.ids import pick_id
-from eqt_monitor.catalog.store import SCHEMA_VERSION, Catalog
+from eqt_monitor.catalog.schema import SCHEMA_VERSION
+from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
 

@@ -7,6 +7,7 @@ minute of data, which replay, at the end of the archive, does pick).
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 from daemon_harness import (ROOT, daemon, free_port, scrape, settled, simulate, station_entries, total, wait_for,
                             write_config)
 from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.cli import main
 from eqt_monitor.config import load_config
 from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.pipeline.engine import CONTEXT_S
@@ -96,6 +98,21 @@ def settle_and_stop(run, server, db, released, stations: int, beyond: float) -> 
         server.stop()
 
 
+def assert_live_catalog_plots_and_exports_alone(db, source: str, tmp_path) -> None:
+    """The daemon's run record: ``plot`` finds the source (and the settings) without ``--source``,
+    and the EqT CSV has every station's coordinates."""
+    with Catalog(db) as catalog:
+        run_record, events = catalog.last_run(), catalog.events()
+    assert run_record.source == source and run_record.settings["live"] and "buffer" in run_record.settings
+    assert events
+    png = tmp_path / "live_event.png"
+    assert main(["plot", events[0].short_id, "--db", str(db), "--out", str(png)]) == 0 and png.stat().st_size > 10_000
+    out = tmp_path / "picks.csv"
+    assert main(["export", "--db", str(db), "--format", "eqt-csv", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(r["station_lat"] and r["station_lon"] for r in rows)
+
+
 def test_live_equals_replay_with_metrics_silent_station_and_sigterm(shared, original_weights, model, tmp_path):
     inventory = shared / "data/salton_sea_2020/stations.xml"
     archive = f"file://{shared}/data/salton_sea_2020/mseed"
@@ -125,6 +142,7 @@ def test_live_equals_replay_with_metrics_silent_station_and_sigterm(shared, orig
         t0 = time.monotonic()
         final = sigterm(run, db)  # as the drain at SIGTERM left it
         assert time.monotonic() - t0 < 30
+        assert_live_catalog_plots_and_exports_alone(db, f"seedlink://127.0.0.1:{port}", tmp_path)
     finally:
         run.stop()
         server.stop()
