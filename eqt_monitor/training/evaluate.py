@@ -21,6 +21,7 @@ Predict = Callable[[np.ndarray], np.ndarray]  # (n, 6000, 3) float32 -> (n, 6000
 class Scored:
     """One trace's labels and the model's (6000, 3) [D, P, S] probabilities for it."""
 
+    name: str
     earthquake: bool
     p: int | None
     s: int | None
@@ -36,7 +37,7 @@ def predict_dataset(predict: Predict, dataset: SteadDataset, *, batch_size: int 
     with bar:
         while batch := [t for _, t in zip(range(batch_size), traces)]:
             probs = np.asarray(predict(normalize(np.stack([t.data for t in batch]))))
-            out.extend(Scored(t.is_earthquake, t.p, t.s, pr) for t, pr in zip(batch, probs))
+            out.extend(Scored(t.name, t.is_earthquake, t.p, t.s, pr) for t, pr in zip(batch, probs))
             bar.update(len(batch))
     return out
 
