@@ -31,7 +31,8 @@ def shrunk(shared: Path, tmp_path: Path) -> Path:
             opts["max_traces"] = LIMITS.get(opts["source"], 3)
             if kind == "npy_noise":
                 opts["max_traces"] = 3
-    config.update(out="results", work="work", train={"epochs": 1, "batch_size": 4, "patience": 1})
+    # one batch each for train and valid, run eagerly: tracing the train step costs more than these few steps
+    config.update(out="results", work="work", train={"epochs": 1, "batch_size": 16, "patience": 1, "run_eagerly": True})
     config["split"]["fractions"] = [0.3, 0.2, 0.5]  # few training traces: the CPU time is in training
     config["models"] = [{"label": "eqt", "model": "original"}, "gru"]
     del config["spread"]  # the seed spread is tested without training, below
