@@ -215,12 +215,13 @@ def test_batches_are_deterministic_and_half_augmented(stead50):
     a = TrainingBatches(stead50, names, batch_size=4, seed=7)
     b = TrainingBatches(stead50, names, batch_size=4, seed=7)
     assert len(a) == 4
-    xa, (d, p, s) = a[1]
-    xb, _ = b[1]
+    xa, (d, p, s), weights = a[1]
+    xb, _, _ = b[1]
     assert xa.shape == (4, 6000, 3) and d.shape == p.shape == s.shape == (4, 6000, 1)
     np.testing.assert_array_equal(xa, xb)
     assert p.max(axis=1).min() == pytest.approx(1.0) and s.max(axis=1).min() == pytest.approx(1.0)
     valid = TrainingBatches(stead50, names, batch_size=4, augment=False, shuffle=False)
-    x, (d, p, s) = valid[0]
+    assert all(w.shape == (4, 1) and (w == 1).all() for w in weights)  # stead50 has P and S everywhere
+    x, (d, p, s), _ = valid[0]
     for row, name in enumerate(names[:4]):
         assert int(np.argmax(p[row, :, 0])) == stead50.read(name).p

@@ -24,6 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detection-threshold", type=float, default=ev.DETECTION_THRESHOLD, help="default 0.3")
     parser.add_argument("--p-threshold", type=float, default=ev.P_THRESHOLD, help="default 0.1")
     parser.add_argument("--s-threshold", type=float, default=ev.S_THRESHOLD, help="default 0.1")
+    parser.add_argument(
+        "--member", action="append", default=[], metavar="MODEL[=WEIGHTS]", type=_member,
+        help="another model to average probabilities with (an ensemble); repeatable; without =WEIGHTS the registry's",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tune-csv", type=Path, metavar="CSV",
+        help="choose the P and S thresholds that maximise F1 on these traces of the same HDF5 (a validation split)",
+    )  # fmt: skip
+
+
+def _member(text: str) -> tuple[str, str | None]:
+    name, _, weights = text.partition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL or MODEL=WEIGHTS")
+    return name, weights or None
 
 
 def format_report(result: dict) -> str:
@@ -32,6 +47,11 @@ def format_report(result: dict) -> str:
         f"model {result['model']}  weights sha256 {result['weights_sha256']}",
         f"{result['n_events']} earthquake traces; pick tolerance {result['tolerance_s']} s",
     ]
+    if "ensemble" in result:
+        lines.append("ensemble of " + ", ".join(f"{m['model']} ({(m['weights_sha256'] or 'random')[:12]})" for m in result["ensemble"]))
+    if "thresholds" in result:
+        t = result["thresholds"]
+        lines.append(f"thresholds P {t['p_threshold']} S {t['s_threshold']} chosen on {t['chosen_on']}")
     for name in METRIC_NAMES:
         value = result[name]
         text = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -51,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         args.hdf5,
         args.csv,
         weights=args.weights,
+        members=args.member,
+        tune_csv=args.tune_csv,
         batch_size=args.batch_size,
         tolerance_s=args.tolerance,
         detection_threshold=args.detection_threshold,

@@ -120,3 +120,79 @@ def to_json(c: Comparison) -> dict:
             for label, result in zip(c.columns, c.results)
         ],
     }
+
+
+def seed_spread(results: list[dict]) -> dict[str, dict]:
+    """Per metric over a model's seed runs: ``mean``, ``sd`` (sample, ddof 1), ``min``, ``max``, ``n``
+    (runs where the metric is defined); ``None`` values are left out."""
+    import statistics
+
+    out = {}
+    for metric in METRIC_NAMES:
+        values = [r[metric] for r in results if r[metric] is not None]
+        out[metric] = {
+            "mean": statistics.fmean(values) if values else None,
+            "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values, default=None),
+            "max": max(values, default=None),
+            "n": len(values),
+        }
+    return out
+
+
+def spread_markdown(spreads: dict[str, dict]) -> str:
+    """The seed spreads as a Markdown table (``mean ± sd (min–max)``), or ``""`` without any."""
+    if not spreads:
+        return ""
+    labels = list(spreads)
+    runs = ", ".join(f"{label}: {max(s['n'] for s in spreads[label].values())} seeds" for label in labels)
+    lines = [
+        "",
+        f"## Spread over seeds ({runs})",
+        "",
+        "Each cell: mean ± sd (min–max) over the seeds; the table above uses the mean.",
+        "",
+        "| metric | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for metric in METRIC_NAMES:
+        cells = []
+        for label in labels:
+            s = spreads[label][metric]
+            cells.append("n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s['sd'] or 0:.3f} ({s['min']:.3g}–{s['max']:.3g})")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+PLOTTED = ("det_precision", "det_recall", "det_f1", "p_precision", "p_recall", "p_f1", "s_precision", "s_recall", "s_f1")
+PLOTTED_ERRORS = ("p_mae", "p_rmse", "s_mae", "s_rmse")
+
+
+def plot_comparison(c: Comparison, spreads: dict[str, dict], path: str | Path) -> Path:
+    """A PNG of the models' scores (precision/recall/F1 and pick errors in seconds) as grouped bars,
+    with the seed sd as error bars where there are several seeds; the counts stay in the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.9 * len(c.columns) + 6), 8))
+    width = 0.8 / len(c.columns)
+    for ax, metrics, ylabel in ((axes[0], PLOTTED, "score"), (axes[1], PLOTTED_ERRORS, "seconds")):
+        x = np.arange(len(metrics))
+        for i, (label, result) in enumerate(zip(c.columns, c.results)):
+            values = [np.nan if result[m] is None else result[m] for m in metrics]
+            errors = [(spreads.get(label, {}).get(m, {}).get("sd") or 0.0) for m in metrics]
+            name = f"{label} ({'baseline' if label == c.baseline else f'{c.better_count(label)}/25'})"
+            ax.bar(x + (i - (len(c.columns) - 1) / 2) * width, values, width, yerr=errors, label=name, capsize=2)
+        ax.set_xticks(x, metrics, rotation=20)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].set_title(f"{c.dataset} (tolerance {c.tolerance_s} s)", fontsize="small")
+    axes[0].legend(fontsize="x-small", ncol=3, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

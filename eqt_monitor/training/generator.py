@@ -30,8 +30,18 @@ def training_pair(
     return normalize(data), make_labels(events, coda_factor)
 
 
+def output_weights(trace: SteadTrace) -> tuple[float, float, float]:
+    """Loss weights of the [D, P, S] outputs for one trace: a P-only earthquake trace (no S label)
+    has no S target and no detection target (the detection label ends relative to S), so both are
+    masked (0); everything else counts fully."""
+    if trace.is_earthquake and trace.s is None:
+        return (0.0, 1.0, 0.0)
+    return (1.0, 1.0, 1.0)
+
+
 class TrainingBatches(keras.utils.PyDataset):
-    """A Keras ``PyDataset`` of ``(x, (y_d, y_p, y_s))`` batches, deterministic for a given seed.
+    """A Keras ``PyDataset`` of ``(x, (y_d, y_p, y_s), (w_d, w_p, w_s))`` batches, deterministic
+    for a given seed; the per-sample weights (see :func:`output_weights`) mask P-only traces' S and D.
 
     With ``augment=True`` each batch holds ``batch_size // 2`` traces twice, as in EqT: the first
     copy only shifted (at half the rate), the second fully augmented. The trace order is shuffled
@@ -86,13 +96,15 @@ class TrainingBatches(keras.utils.PyDataset):
         picks = self._order[index * self._per_batch : (index + 1) * self._per_batch]
         traces = [t for t in (self.dataset.read(self.names[i]) for i in picks) if t is not None]
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
-        pairs = []
+        pairs, weights = [], []
         for trace in traces:
             if rng is None:
                 pairs.append(training_pair(trace, coda_factor=self.coda_factor))
             else:
                 pairs.append(training_pair(trace, rng, self.rates, full=False, coda_factor=self.coda_factor))
                 pairs.append(training_pair(trace, rng, self.rates, full=True, coda_factor=self.coda_factor))
+            weights.extend([output_weights(trace)] * (1 if rng is None else 2))
         x = np.stack([p[0] for p in pairs])
         y = np.stack([p[1] for p in pairs])
-        return x, (y[..., 0:1], y[..., 1:2], y[..., 2:3])
+        w = np.asarray(weights, dtype=np.float32)
+        return x, (y[..., 0:1], y[..., 1:2], y[..., 2:3]), (w[:, 0:1], w[:, 1:2], w[:, 2:3])

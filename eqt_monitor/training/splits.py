@@ -60,3 +60,58 @@ def split_csv(csv_path: str | Path, names: list[str], out: str | Path) -> Path:
         writer.writeheader()
         writer.writerows(row for row in reader if row.get("trace_name") in wanted)
     return Path(out)
+
+
+def make_station_split(
+    stations: dict[str, str],
+    sources: dict[str, str],
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    test_sources: tuple[str, ...] = (),
+) -> dict[str, list[str]]:
+    """Split trace names so that no station is in two parts, stratified by source.
+
+    ``stations`` and ``sources`` map every name to its station and source. A station's part is
+    decided by the source holding most of its traces (ties: the first by name): per source, its
+    sorted stations are shuffled with ``seed``; each part with a non-zero fraction takes one
+    station first (test, valid, train, while stations last), then every further station goes to
+    the part furthest below its share of that source's traces. Sources in ``test_sources`` go
+    wholly to test (a cross-domain split); the others are then split train/valid only, in the
+    proportion of the first two fractions. Traces without a station are their own group.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise UserError(f"split fractions must be three non-negative numbers summing to 1, not {list(fractions)}")
+    unknown = sorted(set(test_sources) - set(sources.values()))
+    if unknown:
+        raise UserError(f"split test_sources: no source named {unknown[0]!r} (sources: {', '.join(sorted(set(sources.values())))})")
+    groups: dict[str, list[str]] = {}
+    for name in sorted(stations):
+        groups.setdefault(stations[name] or f"trace:{name}", []).append(name)
+    home: dict[str, list[str]] = {}  # source -> its stations
+    for group, names in sorted(groups.items()):
+        counts = [sources[n] for n in names]
+        home.setdefault(max(sorted(set(counts)), key=counts.count), []).append(group)
+    part_of: dict[str, str] = {}
+    rng = np.random.default_rng(seed)
+    for source in sorted(home):
+        order = list(home[source])
+        rng.shuffle(order)
+        if source in test_sources:
+            part_of.update(dict.fromkeys(order, "test"))
+            continue
+        share = dict(zip(PARTS, fractions if not test_sources else (fractions[0], fractions[1], 0.0)))
+        total = sum(share.values())
+        size = {part: 0 for part in PARTS}
+        n_traces = sum(len(groups[g]) for g in order)
+        seeded = [p for p in ("test", "valid", "train") if share[p] > 0]
+        for i, group in enumerate(order):
+            if i < len(seeded):
+                part = seeded[i]
+            else:
+                part = max(PARTS, key=lambda p: share[p] / total * n_traces - size[p])
+            part_of[group] = part
+            size[part] += len(groups[group])
+    split = {part: [] for part in PARTS}
+    for group, names in groups.items():
+        split[part_of[group]].extend(names)
+    return {part: sorted(names) for part, names in split.items()}

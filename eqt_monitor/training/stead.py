@@ -39,6 +39,8 @@ class SteadTrace:
     s: int | None = None
     coda_end: int | None = None
     snr_db: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    station: str = ""  # NET.STA, what splits group by ("" when unknown)
+    source: str = ""  # the data set it came from, what splits stratify by
 
     @property
     def is_earthquake(self) -> bool:
@@ -74,6 +76,16 @@ def _snr(value) -> np.ndarray:
     return arr if arr.size == 3 else np.full(3, np.nan)
 
 
+def station_from_name(name: str) -> str:
+    """``NET.STA`` from a STEAD trace name (``STA.NET_time_EV``) or an NCEDC file name (``NET_STA_time``); else ``""``."""
+    head = name.split("_", 1)[0]
+    if "." in head:
+        station, network = head.split(".", 1)
+        return f"{network}.{station}"
+    parts = name.split("_")
+    return f"{parts[0]}.{parts[1]}" if len(parts) >= 3 and parts[0].isalnum() and parts[1].isalnum() else ""
+
+
 def _category(name: str, attrs: h5py.AttributeManager, csv_category: str | None) -> str:
     """The trace category from the CSV, else the attrs, else STEAD's name suffix (_EV / _NO)."""
     category = csv_category or attrs.get("trace_category")
@@ -92,7 +104,9 @@ class SteadDataset:
     """A STEAD-format HDF5 + CSV pair, read trace by trace.
 
     ``names`` lists the CSV's traces that exist in the HDF5 file (missing ones are logged and
-    skipped); ``read(name)`` returns a :class:`SteadTrace`.
+    skipped); ``read(name)`` returns a :class:`SteadTrace`. ``station`` and ``source`` map each name
+    to the CSV's ``station``/``source`` columns (written by :func:`write_stead`), the station
+    defaulting to :func:`station_from_name`.
     """
 
     def __init__(self, hdf5: str | Path, csv_path: str | Path):
@@ -109,15 +123,19 @@ class SteadDataset:
         if not self._groups:
             raise UserError(f"{self.hdf5_path}: no 'data' or 'earthquake/local' group (not a STEAD-format file)")
         self._csv_category: dict[str, str] = {}
+        self.station: dict[str, str] = {}
+        self.source: dict[str, str] = {}
         self.names: list[str] = []
-        for name, category in self._read_csv():
+        for name, row in self._read_csv():
             if self._find(name) is None:
                 log.warning("%s: trace %s listed in %s is not in the file; skipped", self.hdf5_path, name, self.csv_path)
                 continue
-            self._csv_category[name] = category
+            self._csv_category[name] = (row.get("trace_category") or "").strip()
+            self.station[name] = (row.get("station") or "").strip() or station_from_name(name)
+            self.source[name] = (row.get("source") or "").strip()
             self.names.append(name)
 
-    def _read_csv(self) -> Iterator[tuple[str, str]]:
+    def _read_csv(self) -> Iterator[tuple[str, dict]]:
         with self.csv_path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "trace_name" not in reader.fieldnames:
@@ -127,7 +145,7 @@ class SteadDataset:
                 name = (row.get("trace_name") or "").strip()
                 if name and name not in seen:
                     seen.add(name)
-                    yield name, (row.get("trace_category") or "").strip()
+                    yield name, row
 
     def _find(self, name: str) -> h5py.Dataset | None:
         for group in self._groups:
@@ -158,7 +176,14 @@ class SteadDataset:
             return None
         attrs = dataset.attrs
         category = _category(name, attrs, self._csv_category.get(name))
-        trace = SteadTrace(name=name, data=data, category=category, snr_db=_snr(attrs.get("snr_db")))
+        trace = SteadTrace(
+            name=name,
+            data=data,
+            category=category,
+            snr_db=_snr(attrs.get("snr_db")),
+            station=self.station[name],
+            source=self.source[name],
+        )
         if category == EARTHQUAKE:
             trace.p = _in_window(_sample(attrs.get("p_arrival_sample")))
             trace.s = _in_window(_sample(attrs.get("s_arrival_sample")))
@@ -180,18 +205,23 @@ def _in_window(sample: int | None) -> int | None:
     return sample if sample is not None and 0 <= sample < WINDOW_SAMPLES else None
 
 
-CSV_FIELDS = ["trace_name", "trace_category", "p_arrival_sample", "s_arrival_sample", "coda_end_sample", "snr_db"]
+CSV_FIELDS = [
+    "trace_name", "trace_category", "p_arrival_sample", "s_arrival_sample", "coda_end_sample", "snr_db", "station", "source",
+]  # fmt: skip
 
 
 def write_stead(hdf5: str | Path, csv_path: str | Path, traces: Iterable[SteadTrace], *, layout: str = "data") -> int:
     """Write traces as a STEAD-format HDF5 + CSV; ``layout`` is ``"data"`` or ``"old"``. Returns the count."""
     if layout not in ("data", "old"):
         raise ValueError(f"layout must be 'data' or 'old', not {layout!r}")
-    count = 0
+    count, seen = 0, set()
     with h5py.File(hdf5, "w") as h5, open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for trace in traces:
+            if trace.name in seen:
+                raise UserError(f"{hdf5}: two traces are named {trace.name!r} (from {trace.source or 'one source'}); rename one")
+            seen.add(trace.name)
             if layout == "data":
                 group = "data"
             else:
@@ -213,6 +243,8 @@ def write_stead(hdf5: str | Path, csv_path: str | Path, traces: Iterable[SteadTr
                     "trace_category": trace.category,
                     **{k: "" if v is None else v for k, v in labels.items()},
                     "snr_db": "[" + " ".join(f"{v:.2f}" for v in trace.snr_db) + "]",
+                    "station": trace.station,
+                    "source": trace.source,
                 }
             )
             count += 1
