@@ -7,6 +7,7 @@ the dates seismology deals with, cheap in the hot path, and converted to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -101,3 +102,38 @@ class Segment:
     def end(self) -> float:
         """Time just after the last sample (``start + n / rate``)."""
         return self.start + len(self.data) / SAMPLING_RATE
+
+
+class Recorder(Protocol):
+    """Where sources report what they see (the live service counts it in its metrics).
+
+    ``station`` is ``NET.STA.LOC``; stages take a recorder instead of importing the metrics.
+    """
+
+    def error(self, kind: str, n: int = 1) -> None:
+        """``n`` errors of ``kind`` (e.g. ``seedlink_connect``, ``fdsn_poll``)."""
+
+    def data(self, station: str, samples: int, end: float) -> None:
+        """One record of ``samples`` samples received, ending at ``end`` (POSIX s)."""
+
+    def reconnect(self, source: str) -> None:
+        """Source ``source`` (its URI) connected again after losing its connection."""
+
+    def data_lost(self, station: str, seconds: float) -> None:
+        """``seconds`` of a station's data that the source could not get."""
+
+
+class NullRecorder:
+    """A ``Recorder`` that keeps nothing (sources used outside the live service)."""
+
+    def error(self, kind: str, n: int = 1) -> None:
+        pass
+
+    def data(self, station: str, samples: int, end: float) -> None:
+        pass
+
+    def reconnect(self, source: str) -> None:
+        pass
+
+    def data_lost(self, station: str, seconds: float) -> None:
+        pass
