@@ -27,7 +27,7 @@ from eqt_monitor.pipeline.buffer import StationBuffer
 from eqt_monitor.pipeline.engine import Engine, EngineConfig, EngineOutput
 from eqt_monitor.pipeline.picker import PickerConfig
 from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
-from eqt_monitor.sources.base import Source, open_source, select
+from eqt_monitor.sources import Source, open_source, select
 
 log = logging.getLogger(__name__)
 
