@@ -19,7 +19,7 @@ import pytest
 from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import StationKey
-from eqt_monitor.sim.seedlink_server import SeedLinkServer
+from eqt_monitor.sim.server import SeedLinkServer
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.seedlink import SeedLinkSource, selectors
 
