@@ -22,8 +22,9 @@ from obspy import Trace, UTCDateTime, read
 
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import StationKey
-from eqt_monitor.sources import SCHEMES, open_source
+from eqt_monitor.sources import open_source
 from eqt_monitor.sources.archive import SDSSource
+from eqt_monitor.sources.registry import path_schemes
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,10 @@ class Archive:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        scheme = SCHEMES.get(uri.partition("://")[0].lower())
-        if scheme is None or not scheme.path:
-            archives = " and ".join(f"{name}://" for name, s in SCHEMES.items() if s.path)
-            raise UserError(f"simulate: --source {uri!r}: only {archives} archives can be simulated")
+        archives = path_schemes()
+        if uri.partition("://")[0].lower() not in archives:
+            named = " and ".join(f"{name}://" for name in archives)
+            raise UserError(f"simulate: --source {uri!r}: only {named} archives can be simulated")
         self.source = open_source(uri)
         if isinstance(self.source, SDSSource):
             self.channels, self.span = _sds_contents(self.source.root)
