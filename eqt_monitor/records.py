@@ -1,4 +1,4 @@
-"""Plain data records passed between the pipeline stages.
+"""Plain data records passed between the pipeline stages, and the ``Recorder`` stages report to.
 
 Times are POSIX seconds (UTC) as ``float``: exact to well under a microsecond for
 the dates seismology deals with, cheap in the hot path, and converted to

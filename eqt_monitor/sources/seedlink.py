@@ -1,4 +1,4 @@
-"""Live SeedLink v3 ingest on ObsPy's ``SeedLinkConnection``, resumable across restarts.
+"""A SeedLink v3 client on ObsPy's ``SeedLinkConnection``, resumable across restarts.
 
 One connection in multi-station mode carries every configured station: for each ``NET STA`` a
 ``STATION`` command with selectors ``[LL]CCC.D`` built from the stations' location and channel
@@ -7,7 +7,7 @@ one on as an ObsPy ``Trace`` to a callback. ``LiveSeedLink`` is the ``LiveSource
 
 Resuming: per ``NET.STA`` the sequence number of the last record handed on (or, with
 ``autosave=False``, of the last record the caller committed with ``save_state(until=...)``) is
-written atomically to a JSON state file; a restart asks the server for the records after it
+written atomically to a JSON state file (``seedlink_state``); a restart asks the server for the records after it
 (``DATA seq+1``), so nothing is skipped and nothing handed on twice. Network trouble is handled
 in-process: a read timeout (``net_timeout`` without data), keep-alives (``INFO ID``), and
 reconnects with capped exponential backoff that resume from the last record received.
