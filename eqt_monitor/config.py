@@ -22,9 +22,8 @@ from eqt_monitor.model.spec import get_spec
 from eqt_monitor.pipeline.buffer import GapPolicy
 from eqt_monitor.pipeline.engine import MAX_STEP
 from eqt_monitor.records import StationKey
+from eqt_monitor.sources.registry import resolve_source
 
-ARCHIVE_SCHEMES = ("sds", "file")
-NETWORK_SCHEMES = ("fdsn", "fdsns", "seedlink")
 _CHANNEL_PATTERN = re.compile(r"^[A-Z0-9]{2}[?*]$")
 # SEED 2.4 codes (what miniSEED 2 records, SDS paths and SeedLink carry): upper-case letters and
 # digits only, so no wildcard or path character can reach a file name or a request.
@@ -324,18 +323,6 @@ def _association(doc: _Located, node: yaml.Node) -> AssociatorConfig:
         raise doc.error(items.get(exc.field, (None, node))[1], f"association.{exc.field}", exc.problem) from None
     except UserError as exc:
         raise doc.error(node, "association", str(exc)) from None
-
-
-def resolve_source(uri: str, base: Path) -> str:
-    """Make an archive URI's path absolute (relative to ``base``); leave network URIs alone."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        raise ValueError(f"not a source URI (scheme://…): {uri!r}")
-    if scheme not in ARCHIVE_SCHEMES + NETWORK_SCHEMES:
-        raise ValueError(f"unknown source scheme {scheme!r} in {uri!r} (expected one of: {', '.join(ARCHIVE_SCHEMES + NETWORK_SCHEMES)})")
-    if scheme in ARCHIVE_SCHEMES and not rest.startswith("/"):
-        rest = str((base / rest).resolve())
-    return f"{scheme}://{rest}"
 
 
 def _parse_station(doc: _Located, node: yaml.Node, where: str, base: Path, inventories: list[Path]) -> list[StationConfig]:

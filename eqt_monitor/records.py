@@ -1,4 +1,4 @@
-"""Plain data records passed between the pipeline stages.
+"""Plain data records passed between the pipeline stages, and the ``Recorder`` stages report to.
 
 Times are POSIX seconds (UTC) as ``float``: exact to well under a microsecond for
 the dates seismology deals with, cheap in the hot path, and converted to
@@ -7,6 +7,7 @@ the dates seismology deals with, cheap in the hot path, and converted to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -181,3 +182,42 @@ class Run:
     model: str
     weights_sha256: str
     settings: dict = field(default_factory=dict)
+
+
+# What sources report while they run (errors, data, reconnects, lost data); the live service
+# passes a metrics-backed recorder (``live.metrics.RECORDER``), bounded runs a ``NullRecorder``.
+
+
+class Recorder(Protocol):
+    """Where sources report what they see (the live service counts it in its metrics).
+
+    ``station`` is ``NET.STA.LOC``; stages take a recorder instead of importing the metrics.
+    """
+
+    def error(self, kind: str, n: int = 1) -> None:
+        """``n`` errors of ``kind`` (e.g. ``seedlink_connect``, ``fdsn_poll``)."""
+
+    def data(self, station: str, samples: int, end: float) -> None:
+        """One record of ``samples`` samples received, ending at ``end`` (POSIX s)."""
+
+    def reconnect(self, source: str) -> None:
+        """Source ``source`` (its URI) connected again after losing its connection."""
+
+    def data_lost(self, station: str, seconds: float) -> None:
+        """``seconds`` of a station's data that the source could not get."""
+
+
+class NullRecorder:
+    """A ``Recorder`` that keeps nothing (sources used outside the live service)."""
+
+    def error(self, kind: str, n: int = 1) -> None:
+        pass
+
+    def data(self, station: str, samples: int, end: float) -> None:
+        pass
+
+    def reconnect(self, source: str) -> None:
+        pass
+
+    def data_lost(self, station: str, seconds: float) -> None:
+        pass

@@ -25,7 +25,7 @@ from eqt_monitor.config import load_config
 from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.pipeline.engine import CONTEXT_S
 from eqt_monitor.replay import replay
-from eqt_monitor.sim import seedlink_server
+from eqt_monitor.sim import server as sim_server
 from fdsn_server import build_index, dataselect_server
 from test_replay import assert_same_picks
 
@@ -221,7 +221,7 @@ SPEED = 60
 
 
 def _corrupting(archive_records, station: str):
-    """``seedlink_server.archive_records`` with every 10th record of ``station`` zeroed after its
+    """``sim.server.archive_records`` with every 10th record of ``station`` zeroed after its
     header, as a damaged record on the wire (libmseed refuses to decode it)."""
     def corrupted(*args, **kwargs):
         count = 0
@@ -287,8 +287,8 @@ def test_bad_stations_get_a_metric_and_a_log_line_and_leave_the_good_one_alone(s
     db = tmp_path / "catalog.sqlite"
     run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", "2014-05-01T00:00:00")
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
-    monkeypatch.setattr(seedlink_server, "archive_records", _corrupting(seedlink_server.archive_records, "CORR"))
-    server = seedlink_server.SeedLinkServer(f"file://{folder}", port=port, speed=2 * SPEED).start()
+    monkeypatch.setattr(sim_server, "archive_records", _corrupting(sim_server.archive_records, "CORR"))
+    server = sim_server.SeedLinkServer(f"file://{folder}", port=port, speed=2 * SPEED).start()
     final, values = settle_and_stop(run, server, db, lambda: server.log.finished, 5, end - 300)
     log = run.text()
     assert values['eqt_monitor_errors_total{kind="rate_change"}'] >= 1

@@ -18,7 +18,8 @@ from obspy.clients.seedlink.slpacket import SLPacket
 from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.commands import simulate
 from eqt_monitor.errors import UserError
-from eqt_monitor.sim.seedlink_server import RecordLog, SeedLinkServer, Selector
+from eqt_monitor.sim.protocol import Selector
+from eqt_monitor.sim.server import RecordLog, SeedLinkServer
 
 T0 = obspy.UTCDateTime(CHILE_T0)
 

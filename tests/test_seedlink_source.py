@@ -1,4 +1,4 @@
-"""The SeedLink ingest source against the simulator over real TCP on 127.0.0.1 (chile_2014 SDS):
+"""The SeedLink source against the simulator over real TCP on 127.0.0.1 (chile_2014 SDS):
 several stations at once, resume from the state file after a client restart, and no gap and no
 duplicate when the server process is killed and restarted three times mid-stream."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from conftest import CHILE_CHANNELS as CHANNELS, CHILE_T0
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import StationKey
-from eqt_monitor.sim.seedlink_server import SeedLinkServer
+from eqt_monitor.sim.server import SeedLinkServer
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.seedlink import SeedLinkSource, selectors
 
@@ -114,11 +114,18 @@ def test_state_file_resumes_after_a_client_restart_without_gap_or_duplicate(sds,
     state = tmp_path / "seedlink.state"
     with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp) as server:
         first: list[obspy.Trace] = []
+        took_40 = threading.Event()
         src = make_source(server.port, state)
-        for tr in src.stream(KEYS):
+
+        def take(tr: obspy.Trace) -> None:
             first.append(tr)
             if len(first) == 40:
-                break  # the consumer stops: the source stops and writes its state
+                src.stop()  # the consumer stops: the source stops and writes its state
+                took_40.set()
+
+        src.start(KEYS, on_trace=take)
+        assert took_40.wait(60), f"only {len(first)} records"
+        src.stop()
         doc = json.loads(state.read_text())
         assert set(doc["stations"]) == {"CX.PB01", "CX.PB02"} and doc["server"] == f"127.0.0.1:{server.port}"
         got = Collector(T0 + 180)
@@ -198,15 +205,17 @@ def test_server_killed_and_restarted_three_times_loses_and_repeats_nothing(sds, 
     assert_exactly_the_archive(got.traces, archive, T0, end)
 
 
-def _stream_across_a_sequence_reset(sds, shift_s: float, until: obspy.UTCDateTime) -> tuple[SeedLinkSource, Collector]:
+def _stream_across_a_sequence_reset(sds, shift_s: float, until: obspy.UTCDateTime,
+                                    **kw) -> tuple[SeedLinkSource, Collector]:
     """Stream from a server started at T0, then from one started ``shift_s`` after the client's
-    last sample (negative: before it) on the same port: its sequence numbers begin again at 0."""
+    last sample (negative: before it) on the same port: its sequence numbers begin again at 0
+    (``kw``: more ``SeedLinkSource`` settings)."""
     got = Collector(until)
     # the first server stops releasing well before ``until``, so the collector cannot be complete
     # before the reset however slowly this thread gets to look (it raced on a loaded machine)
     with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp, end=T0.timestamp + 150) as server:
         port = server.port
-        src = make_source(port)
+        src = make_source(port, **kw)
         src.start(KEYS, on_trace=got)
         deadline = time.monotonic() + 60
         while len(got.traces) < 40:
@@ -236,7 +245,7 @@ def test_data_a_reset_server_no_longer_has_is_a_warning_and_a_metric(sds, caplog
     from eqt_monitor.live import metrics
 
     lost = {k: metrics.DATA_LOST_SECONDS.labels(station=f"{k.network}.{k.station}.")._value.get() for k in KEYS}
-    src, got = _stream_across_a_sequence_reset(sds, 45, T0 + 300)
+    src, got = _stream_across_a_sequence_reset(sds, 45, T0 + 300, recorder=metrics.RECORDER)
     assert src.counters.errors["sequence_reset"] == 1 and src.counters.errors["unfilled_gap"] == 2
     for k in KEYS:
         sid = f"{k.network}.{k.station}."

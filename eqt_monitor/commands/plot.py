@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch the waveforms, re-run the model around the event, draw."""
     from eqt_monitor.model.spec import get_spec
-    from eqt_monitor.sources.base import open_source
+    from eqt_monitor.sources import open_source
 
     # the flags, catalog, event, sources and model name are checked before TensorFlow starts
     for flag, value in (("--before", args.before), ("--after", args.after)):

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.config import config_from_inventory, load_config
     from eqt_monitor.driver import sources_by_station
     from eqt_monitor.model.spec import get_spec
-    from eqt_monitor.sources.base import open_source
+    from eqt_monitor.sources import open_source
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
     config = load_config(args.config) if args.config else config_from_inventory(args.inventory)

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; exits 0."""
-    from eqt_monitor.sim.seedlink_server import SeedLinkServer
+    from eqt_monitor.sim.server import SeedLinkServer
 
     if args.buffer < 1:
         raise UserError(f"simulate: --buffer must be at least 1, got {args.buffer}")

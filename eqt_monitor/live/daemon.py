@@ -30,13 +30,13 @@ from eqt_monitor.errors import UserError
 from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.live import metrics
 from eqt_monitor.live.health import StationHealth
-from eqt_monitor.live.ingest import FDSNPoller, Ingest, open_ingest
 from eqt_monitor.live.progress import Progress
 from eqt_monitor.live.sdnotify import Notifier
 from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
 from eqt_monitor.pipeline.engine import EngineOutput
 from eqt_monitor.records import StationKey
+from eqt_monitor.sources import LiveOptions, LiveSource, open_live
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Daemon:
         self.writer = CatalogWriter(self.catalog, model=model_name, weights_sha256=weights_sha256)
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
         self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
-        self._ingests: dict[str, Ingest] = {}
+        self._ingests: dict[str, LiveSource] = {}
         self._assoc_lock = threading.Lock()
         self.associator = self._new_associator()
         self._oldest_unpredicted: dict[StationKey, float] = {}
@@ -123,20 +123,20 @@ class Daemon:
             except queue.Full:
                 continue
 
-    def _start_ingests(self, keys: list[StationKey], polled: dict[StationKey, float] | None = None) -> None:
-        """Open and start the ingest of each source serving some of ``keys``; ``polled``: where FDSN
-        polls of these stations got to (a reload carries it over), else the saved progress."""
+    def _start_ingests(self, keys: list[StationKey], positions: dict[StationKey, float] | None = None) -> None:
+        """Open and start the live source of each URI serving some of ``keys``; ``positions``: where
+        the replaced sources of these stations got to (a reload carries it over), else the saved progress."""
         groups = sources_by_station(self.config, self.source_override)
+        options = LiveOptions(self.state_dir, self.begin, self.settings.poll_every, metrics.RECORDER)
         for uri, group in sorted(groups.items()):
             mine = [k for k in group if k in keys]
             if not mine:
                 continue
-            ingest = open_ingest(uri, mine, self._put, state_dir=self.state_dir, begin=self.begin,
-                                 resume={**self.progress.resume(mine), **(polled or {})})
-            ingest.start()
-            self._ingests[uri] = ingest
-            if isinstance(ingest, FDSNPoller):
-                self.scheduler.add_job(ingest.poll, "interval", seconds=self.settings.poll_every, id=f"poll:{uri}",
+            live = open_live(uri, mine, self._put, options, {**self.progress.resume(mine), **(positions or {})})
+            live.start()
+            self._ingests[uri] = live
+            if live.poll_every is not None:
+                self.scheduler.add_job(live.poll, "interval", seconds=live.poll_every, id=f"poll:{uri}",
                                        next_run_time=_now_dt(), max_instances=1, coalesce=True)
             log.info("ingest: %s for %d station(s)", uri, len(mine))
 
@@ -268,13 +268,12 @@ class Daemon:
     # ------------------------------------------------------------------ progress, jobs
 
     def commit(self) -> None:
-        """Save progress in the catalog, then each ingest's resume points (not ahead of the catalog's)."""
+        """Save progress in the catalog, then each live source's resume points (not ahead of the catalog's)."""
         if self.pending.held or not self.storage.run(self.catalog.path, "saving progress", self.progress.save):
             return
-        for ingest in list(self._ingests.values()):
-            until = self.progress.reread_until(ingest.keys)
-            self.storage.run(getattr(ingest, "state_file", ingest.uri), "saving the SeedLink state",
-                             lambda: ingest.commit(until))
+        for live in list(self._ingests.values()):
+            until = self.progress.reread_until(live.keys)
+            self.storage.run(live.state_file or live.uri, "saving the SeedLink state", lambda: live.commit(until))
 
     def complete_until(self) -> float | None:
         """Time before which every station's picks are written: the least progress over the stations
@@ -374,12 +373,12 @@ class Daemon:
         self.__dict__.pop("inventory", None)  # drop the cached StationXML: the files may have changed
         changed = [uri for uri in set(old_groups) | set(new_groups)
                    if sorted(old_groups.get(uri, []), key=str) != sorted(new_groups.get(uri, []), key=str)]
-        polled: dict[StationKey, float] = {}
+        positions: dict[StationKey, float] = {}
         for uri in changed:
-            ingest = self._ingests.pop(uri, None)
-            if ingest is not None:
-                ingest.stop()
-                polled.update(getattr(ingest, "since", {}))
+            live = self._ingests.pop(uri, None)
+            if live is not None:
+                live.stop()
+                positions.update(live.positions())
                 if self.scheduler.get_job(f"poll:{uri}"):
                     self.scheduler.remove_job(f"poll:{uri}")
         for key in sorted(old_keys - new_keys, key=str):
@@ -392,7 +391,7 @@ class Daemon:
         with self._assoc_lock:
             self.associator = self._new_associator()
         self._record_run()
-        self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])], polled)
+        self._start_ingests([k for uri in changed for k in new_groups.get(uri, [])], positions)
         log.info("reload: %d station(s) added, %d removed, %d kept", len(new_keys - old_keys),
                  len(old_keys - new_keys), len(old_keys & new_keys))
 
@@ -404,8 +403,8 @@ class Daemon:
         log.info("run: stopping: draining buffers and writing state")
         self.scheduler.shutdown(wait=False)
         self._closing.set()
-        for ingest in self._ingests.values():
-            ingest.stop()
+        for live in self._ingests.values():
+            live.stop()
         while not self._queue.empty():
             self._step(wait=0)
         self._write(self.pipeline.process(flush=True))

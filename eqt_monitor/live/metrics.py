@@ -2,7 +2,8 @@
 
 Names are ``eqt_monitor_*`` with their unit (``_seconds``, ``_ratio``; counters get ``_total``
 from the client library). Per-station series carry a ``station`` label (``NET.STA.LOC``).
-Instrument where things happen (``metrics.PICKS.labels(phase="P").inc()``); ``serve`` exposes
+Instrument where things happen (``metrics.PICKS.labels(phase="P").inc()``); sources, which must not
+import this module, report through ``RECORDER`` (a ``records.Recorder``) handed to them. ``serve`` exposes
 ``/metrics`` and ``/healthz`` over HTTP on a background thread, on 127.0.0.1 by default.
 """
 from __future__ import annotations
@@ -111,6 +112,25 @@ def observe_data(station: str, samples: int, data_end: float) -> None:
     RECORDS_RECEIVED.labels(station=station).inc()
     SAMPLES_RECEIVED.labels(station=station).inc(samples)
     _LATENCY.observe(station, data_end)
+
+
+class MetricsRecorder:
+    """The ``records.Recorder`` the live service hands its sources: what they report becomes metrics."""
+
+    def error(self, kind: str, n: int = 1) -> None:
+        ERRORS.labels(kind=kind).inc(n)
+
+    def data(self, station: str, samples: int, end: float) -> None:
+        observe_data(station, samples, end)
+
+    def reconnect(self, source: str) -> None:
+        RECONNECTS.labels(source=source).inc()
+
+    def data_lost(self, station: str, seconds: float) -> None:
+        DATA_LOST_SECONDS.labels(station=station).inc(seconds)
+
+
+RECORDER = MetricsRecorder()
 
 
 def forget_station(station: str) -> None:

@@ -1,24 +1,29 @@
-"""The one interface every waveform source implements, and ``open_source`` choosing one by URI.
+"""The two interfaces of waveform sources (``registry`` picks the classes by URI scheme).
 
-Bounded sources (SDS archives, miniSEED files, FDSN dataselect) answer ``get_waveforms`` for a
-station set and time span; live sources (SeedLink) also ``stream`` traces as they arrive. Both
-hand out plain ObsPy traces: merging, gap handling and resampling are the buffer's job.
+``Source``: bounded reads (SDS archives, miniSEED files, FDSN dataselect, a SeedLink server's
+buffer) answer ``get_waveforms`` for a station set and time span (replay, plot, magnitudes).
+``LiveSource``: a feed of a set of stations (SeedLink streaming, FDSN polling) hands each trace
+as it arrives to a callback (the daemon's queue). Both hand out plain ObsPy traces: merging,
+gap handling and resampling are the buffer's job.
 """
 from __future__ import annotations
 
 import fnmatch
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import obspy
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import StationKey
+from eqt_monitor.records import NullRecorder, Recorder, StationKey
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("sds", "file", "fdsn", "fdsns", "seedlink")
+Put = Callable[[obspy.Trace, float], None]  # a live source's callback: (trace, wall-clock time it arrived)
 
 
 class SourceError(UserError):
@@ -42,7 +47,7 @@ def matches(key: StationKey, network: str, station: str, location: str, channel:
 
 class StationLookup:
     """Which of a set of stations a channel belongs to, in constant time per known channel id
-    (live ingest asks once per record, so a scan over thousands of stations would not do)."""
+    (live sources ask once per record, so a scan over thousands of stations would not do)."""
 
     def __init__(self, stations: Iterable[StationKey] = ()) -> None:
         self._by_station: dict[tuple[str, str, str], list[StationKey]] = {}
@@ -85,7 +90,7 @@ def select(stream: obspy.Stream, stations: Sequence[StationKey]) -> obspy.Stream
 
 
 class Source(ABC):
-    """A waveform source: bounded reads by station set and time span, and (live sources) a trace stream."""
+    """A bounded waveform source: reads by station set and time span."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -99,10 +104,6 @@ class Source(ABC):
         A station without data contributes nothing (logged once per source); the traces are not
         merged (records may overlap, repeat or leave gaps: the buffer deals with that).
         """
-
-    def stream(self, stations: Sequence[StationKey]) -> Iterator[obspy.Trace]:
-        """Traces of ``stations`` as they arrive (live sources only)."""
-        raise UserError(f"{self.uri}: not a live source (it serves bounded time spans only)")
 
     def close(self) -> None:
         """Release connections or files (no-op for sources that hold none)."""
@@ -128,30 +129,38 @@ class Source(ABC):
         self.close()
 
 
-def open_source(uri: str) -> Source:
-    """The source a URI names: ``sds://PATH``, ``file://PATH-OR-GLOB``, ``fdsn://HOST:PORT`` (http),
-    ``fdsns://HOST:PORT`` (https) or ``seedlink://HOST:PORT``.
+@dataclass(frozen=True)
+class LiveOptions:
+    """What every live source of a service shares."""
 
-    ``PATH`` may be absolute (``sds:///data/sds``) or relative (``sds://../archive``). A live
-    source module defines ``open_uri(uri) -> Source``. Raises ``UserError`` naming the URI for an
-    unknown scheme or a path that does not exist.
+    state_dir: Path  # where a source keeps resume points of its own (SeedLink sequence numbers)
+    begin: float | None = None  # POSIX s where stations without a resume point start; None: new data only
+    poll_every: float = 30.0  # seconds between the polls of a polled source
+    recorder: Recorder = field(default_factory=NullRecorder)  # where errors, data and reconnects are reported
+
+
+class LiveSource(Protocol):
+    """A live feed of stations ``keys`` from ``uri``, built as ``cls(uri, keys, put, options, resume)``
+    (``resume``: per station, where the caller's own progress says to restart).
+
+    It hands each trace to ``put`` from ``start()`` until ``stop()``: on a thread of its own
+    (``poll_every`` None), or from ``poll()``, which the caller runs every ``poll_every`` s.
+    ``commit(until)``: data ending by ``until[station]`` (POSIX s) is durably processed and need
+    not be read again after a restart; it writes to ``state_file`` (None: it writes nothing).
+    ``positions()``: per station, where a replacement source (a reload) should resume.
     """
-    scheme, sep, rest = uri.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in SCHEMES or not rest:
-        raise UserError(f"source {uri!r}: expected one of {', '.join(s + '://' for s in SCHEMES)} followed by a path or host:port")
-    if scheme == "sds":
-        from eqt_monitor.sources.archive import SDSSource
 
-        return SDSSource(uri, rest)
-    if scheme == "file":
-        from eqt_monitor.sources.archive import FileSource
+    uri: str
+    keys: list[StationKey]
+    poll_every: float | None
+    state_file: Path | None
 
-        return FileSource(uri, rest)
-    if scheme in ("fdsn", "fdsns"):
-        from eqt_monitor.sources.fdsn import FDSNSource
+    def start(self) -> None: ...
 
-        return FDSNSource(uri, ("https://" if scheme == "fdsns" else "http://") + rest)
-    from eqt_monitor.sources import seedlink  # someone else's module: imported only when asked for
+    def stop(self) -> None: ...
 
-    return seedlink.open_uri(uri)
+    def poll(self) -> int: ...
+
+    def commit(self, until: Mapping[StationKey, float]) -> None: ...
+
+    def positions(self) -> dict[StationKey, float]: ...

@@ -1,7 +1,9 @@
-"""FDSN dataselect as a bounded source: one bulk request per read (polling reuses it)."""
+"""FDSN dataselect as a bounded source (one bulk request per read) and as a polled ``LiveSource``."""
 from __future__ import annotations
 
 import io
+import logging
+import time
 from collections.abc import Mapping, Sequence
 
 import obspy
@@ -10,17 +12,23 @@ from obspy.clients.fdsn.header import FDSNException, FDSNNoDataException
 
 from eqt_monitor.records import StationKey
 from eqt_monitor.sources.archive import read_mseed
-from eqt_monitor.sources.base import Source, SourceError, channel_pattern, select
+from eqt_monitor.sources.base import LiveOptions, Put, Source, SourceError, channel_pattern, matches, select
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_SPAN_S = 3600.0  # one poll asks for at most this much data per station (catching up in steps)
 
 
 class FDSNSource(Source):
-    """An FDSN web service's dataselect endpoint at ``base_url`` (``http://host:port``)."""
+    """The dataselect endpoint of the FDSN web service ``uri`` names: ``fdsn://HOST:PORT`` over http,
+    ``fdsns://HOST:PORT`` over https (``base_url``)."""
 
-    def __init__(self, uri: str, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(self, uri: str, timeout: float = 120.0) -> None:
         super().__init__(uri)
-        self.base_url = base_url
+        scheme, _, rest = uri.partition("://")
+        self.base_url = ("https://" if scheme.lower() == "fdsns" else "http://") + rest
         # service discovery asks for station/event endpoints a plain dataselect server lacks
-        self.client = Client(base_url, timeout=timeout, _discover_services=False)
+        self.client = Client(self.base_url, timeout=timeout, _discover_services=False)
 
     def bulk_lines(self, stations: Sequence[StationKey], start: float, end: float) -> list[tuple]:
         """The bulk request: one ``(net, sta, loc, cha, start, end)`` line per station ("--" = empty location)."""
@@ -52,3 +60,56 @@ class FDSNSource(Source):
         found = select(read_mseed(body.getvalue(), name=f"{self.uri} response", start=start, end=end), list(since))
         self._report_missing(list(since), found, start, end)
         return found
+
+
+class LiveFDSN:
+    """``LiveSource`` polling an FDSN dataselect service: each ``poll`` fetches every station's data
+    since its last sample received, in one bulk request. It starts where ``resume`` says (the
+    caller's progress), else at ``options.begin`` (None: now); it saves nothing itself."""
+
+    state_file = None
+
+    def __init__(self, uri: str, keys: Sequence[StationKey], put: Put, options: LiveOptions,
+                 resume: Mapping[StationKey, float]) -> None:
+        self.uri, self.keys, self._put, self.source = uri, list(keys), put, FDSNSource(uri)
+        self.poll_every: float | None = options.poll_every
+        self.recorder = options.recorder
+        start = time.time() if options.begin is None else options.begin
+        self.since = {k: resume.get(k, start) for k in self.keys}
+
+    def start(self) -> None:
+        """Nothing to start: the caller schedules ``poll``."""
+
+    def stop(self) -> None:
+        self.source.close()
+
+    def commit(self, until: Mapping[StationKey, float]) -> None:
+        """Nothing to save: a restart resumes from the caller's progress."""
+
+    def positions(self) -> dict[StationKey, float]:
+        """Per station, the end of its last sample received."""
+        return dict(self.since)
+
+    def poll(self, now: float | None = None) -> int:
+        """Fetch and hand on the new data of every station; returns the number of traces."""
+        now = time.time() if now is None else now
+        since = {k: t for k, t in self.since.items() if t < now}
+        if not since:
+            return 0
+        end = min(now, min(since.values()) + MAX_POLL_SPAN_S)
+        try:
+            stream = self.source.get_waveforms_since(since, end)
+        except SourceError as exc:
+            self.recorder.error("fdsn_poll")
+            log.warning("%s", exc)
+            return 0
+        arrived = time.time()
+        for trace in sorted(stream, key=lambda tr: tr.stats.endtime):
+            s = trace.stats
+            trace_end = s.endtime.timestamp + s.delta
+            for key in self.keys:
+                if matches(key, s.network, s.station, s.location, s.channel):
+                    self.since[key] = max(self.since[key], trace_end)
+            self.recorder.data(f"{s.network}.{s.station}.{s.location}", s.npts, trace_end)
+            self._put(trace, arrived)
+        return len(stream)

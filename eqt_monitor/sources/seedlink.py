@@ -1,13 +1,13 @@
-"""Live SeedLink v3 ingest on ObsPy's ``SeedLinkConnection``, resumable across restarts.
+"""A SeedLink v3 client on ObsPy's ``SeedLinkConnection``, resumable across restarts.
 
 One connection in multi-station mode carries every configured station: for each ``NET STA`` a
 ``STATION`` command with selectors ``[LL]CCC.D`` built from the stations' location and channel
 prefix (``HH`` → ``HH?``; no prefix → ``???``). A thread collects 512-byte records and hands each
-one on as an ObsPy ``Trace`` (to a callback, or to the iterator of ``stream``).
+one on as an ObsPy ``Trace`` to a callback. ``LiveSeedLink`` is the ``LiveSource`` the daemon runs.
 
 Resuming: per ``NET.STA`` the sequence number of the last record handed on (or, with
 ``autosave=False``, of the last record the caller committed with ``save_state(until=...)``) is
-written atomically to a JSON state file; a restart asks the server for the records after it
+written atomically to a JSON state file (``seedlink_state``); a restart asks the server for the records after it
 (``DATA seq+1``), so nothing is skipped and nothing handed on twice. Network trouble is handled
 in-process: a read timeout (``net_timeout`` without data), keep-alives (``INFO ID``), and
 reconnects with capped exponential backoff that resume from the last record received.
@@ -17,20 +17,16 @@ number must continue ours (number ahead of ours, start no later than our last sa
 the server's numbering was reset (a restart, a wiped ring buffer): that record is dropped and the
 stations not yet confirmed are asked again by time (``TIME`` from their last sample), as
 SeisComP's clients do. Data the server no longer has is a warning naming the station and span,
-and ``eqt_monitor_data_lost_seconds``.
+and ``Recorder.data_lost`` (the daemon's ``eqt_monitor_data_lost_seconds``).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import queue
 import socket
-import tempfile
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,22 +35,16 @@ from obspy.clients.seedlink.client.seedlinkconnection import SeedLinkConnection
 from obspy.clients.seedlink.seedlinkexception import SeedLinkException
 from obspy.clients.seedlink.slpacket import SLPacket
 
-from eqt_monitor.live import metrics
-from eqt_monitor.records import StationKey
-from eqt_monitor.sources.base import Source, SourceError, StationLookup, select
+from eqt_monitor.records import NullRecorder, Recorder, StationKey
+from eqt_monitor.sources.base import LiveOptions, Put, Source, SourceError, StationLookup, select
+from eqt_monitor.sources.seedlink_state import SeedLinkState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 18000
 POLL_S = 0.1  # socket read timeout while streaming: how often the loop looks at timers and stop requests
-DELIVERED_KEPT = 20_000  # per station: delivered records remembered for save_state(until=...)
 SEQUENCE_MODULUS = 1 << 24  # SeedLink sequence numbers are 24 bits
 CONTINUITY_TOLERANCE_S = 1.0  # a resumed record may start this far after our last sample and still continue it
-
-
-def open_uri(uri: str) -> "SeedLinkSource":
-    """``seedlink://HOST[:PORT]`` → a ``SeedLinkSource`` with default settings (``base.open_source`` calls this)."""
-    return SeedLinkSource(uri)
 
 
 def selectors(keys: Sequence[StationKey]) -> dict[tuple[str, str], str]:
@@ -75,7 +65,7 @@ def selectors(keys: Sequence[StationKey]) -> dict[tuple[str, str], str]:
 
 @dataclass
 class SourceCounters:
-    """What a source has seen since it was created (also exported to ``metrics``)."""
+    """What a source has seen since it was created (also reported to its ``Recorder``)."""
 
     records: int = 0
     samples: int = 0
@@ -157,19 +147,20 @@ class _Connection(SeedLinkConnection):
 
 
 class SeedLinkSource(Source):
-    """A SeedLink server as a live source: ``start``/``stream`` run a collector thread, ``stop`` ends it.
+    """A SeedLink server: ``start`` runs a collector thread, ``stop`` ends it; ``get_waveforms`` for spans.
 
     ``state_file``: JSON with the resume point per ``NET.STA``. ``begin``: start time (POSIX s)
     for stations without a resume point (``TIME`` request); ``None`` asks for new data only.
     ``keepalive`` and ``net_timeout`` in seconds (0 disables); reconnects wait
     ``backoff_initial * 2**(n-1)`` seconds, at most ``backoff_max``. ``autosave``: write the state
     after every record handed on; otherwise the caller commits with ``save_state(until=...)``.
+    ``recorder``: where errors, reconnects, records and lost data are reported.
     """
 
     def __init__(self, uri: str, *, state_file: str | Path | None = None, begin: float | None = None,
                  keepalive: float = 20.0, net_timeout: float = 120.0, connect_timeout: float = 10.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0, autosave: bool = True,
-                 queue_size: int = 10_000) -> None:
+                 recorder: Recorder | None = None) -> None:
         super().__init__(uri)
         self.address = _address(uri)
         self.state_file = Path(state_file) if state_file is not None else None
@@ -177,7 +168,7 @@ class SeedLinkSource(Source):
         self.connect_timeout = connect_timeout
         self.backoff_initial, self.backoff_max, self.autosave = backoff_initial, backoff_max, autosave
         self.counters = SourceCounters()
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.recorder = recorder or NullRecorder()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
@@ -185,65 +176,23 @@ class SeedLinkSource(Source):
         self._lookup = StationLookup()
         self._attempts = 0  # connection attempts since data last flowed
         self._connected_once = False
-        self._lock = threading.Lock()
-        self._committed: dict[str, tuple[int, str]] = self._load_state()  # "NET.STA" -> (seq, record end)
-        self._delivered: dict[str, deque] = {}  # "NET.STA" -> (seq, end) of records handed on
+        self._state = SeedLinkState(self.state_file, uri, self.address)
         # sequence-reset detection (collector thread only): per "NET.STA" the last record received
         # (seq, latest end) and each channel's latest end; stations whose first record after this
         # connect is not checked yet; stations to ask for by time (from there) and those asked so
         self._last: dict[str, tuple[int, float]] = {
-            sta: (seq, obspy.UTCDateTime(end).timestamp) for sta, (seq, end) in self._committed.items()}
+            sta: (seq, obspy.UTCDateTime(end).timestamp) for sta, (seq, end) in self._state.committed.items()}
         self._channel_ends: dict[str, dict[str, float]] = {}
         self._unverified: set[str] = set()
         self._by_time: dict[str, float] = {}
         self._asked_by_time: set[str] = set()
 
-    # ---------------------------------------------------------------- state file
-
-    def _load_state(self) -> dict[str, tuple[int, str]]:
-        if self.state_file is None or not self.state_file.exists():
-            return {}
-        try:
-            doc = json.loads(self.state_file.read_text())
-            state = {k: (int(v["seq"]), str(v["end"])) for k, v in doc["stations"].items()}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"SeedLink state file {str(self.state_file)!r} is unreadable ({exc}); "
-                              "move it away to start from new data") from exc
-        if doc.get("server") != self.address:
-            log.warning("%s: state file %s is for server %s, not %s: ignoring its sequence numbers",
-                        self.uri, self.state_file, doc.get("server"), self.address)
-            return {}
-        log.info("%s: resuming %d station(s) from %s", self.uri, len(state), self.state_file)
-        return state
-
     def save_state(self, until: float | Mapping[str, float] | None = None) -> None:
-        """Write the resume points atomically: per station the last record handed on, or with
-        ``until`` (POSIX s, or per ``NET.STA``) the last one before the first record ending after it."""
-        if self.state_file is None:
-            return
-        with self._lock:
-            for sta, records in self._delivered.items():
-                limit = until.get(sta) if isinstance(until, Mapping) else until
-                while records and (limit is None or records[0][1] <= limit):
-                    seq, end = records.popleft()
-                    self._committed[sta] = (seq, obspy.UTCDateTime(end).isoformat())
-            doc = {"server": self.address,
-                   "stations": {k: {"seq": s, "end": e} for k, (s, e) in sorted(self._committed.items())}}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.state_file.name + ".", dir=self.state_file.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        """Write the resume points (see ``SeedLinkState.save``)."""
+        self._state.save(until)
 
     def _mark_delivered(self, sta: str, seq: int, end: float) -> None:
-        with self._lock:
-            self._delivered.setdefault(sta, deque(maxlen=DELIVERED_KEPT)).append((seq, end))
+        self._state.delivered(sta, seq, end)
         if self.autosave:
             self.save_state()
 
@@ -251,12 +200,12 @@ class SeedLinkSource(Source):
 
     def _count_error(self, kind: str, message: str, level: int = logging.WARNING) -> None:
         self.counters.errors[kind] += 1
-        metrics.ERRORS.labels(kind=f"seedlink_{kind}").inc()
+        self.recorder.error(f"seedlink_{kind}")
         log.log(level, "%s: %s", self.uri, message)
 
     def _count_reconnect(self) -> None:
         self.counters.reconnects += 1
-        metrics.RECONNECTS.labels(source=self.uri).inc()
+        self.recorder.reconnect(self.uri)
         log.info("%s: reconnected", self.uri)
 
     def _connected(self) -> None:
@@ -296,7 +245,7 @@ class SeedLinkSource(Source):
                 return False  # from the connection whose numbering was reset
             begin = self._by_time.pop(sta)
             if start > begin + CONTINUITY_TOLERANCE_S:
-                metrics.DATA_LOST_SECONDS.labels(station=station_id).inc(start - begin)
+                self.recorder.data_lost(station_id, start - begin)
                 self._count_error("unfilled_gap", f"{station_id}: data from {obspy.UTCDateTime(begin)} to "
                                   f"{obspy.UTCDateTime(start)} ({start - begin:.1f} s) is no longer on the server: "
                                   "lost")
@@ -315,8 +264,8 @@ class SeedLinkSource(Source):
 
     # ---------------------------------------------------------------- live
 
-    def start(self, stations: Sequence[StationKey], on_trace: Callable[[obspy.Trace], None] | None = None) -> None:
-        """Connect and collect in a background thread; each trace goes to ``on_trace`` (or ``stream``)."""
+    def start(self, stations: Sequence[StationKey], on_trace: Callable[[obspy.Trace], None]) -> None:
+        """Connect and collect in a background thread; each trace goes to ``on_trace`` (on that thread)."""
         if self._thread is not None:
             raise SourceError(f"source {self.uri!r}: already started")
         if not stations:
@@ -329,34 +278,11 @@ class SeedLinkSource(Source):
         if self.begin is not None:
             conn.set_begin_time(obspy.UTCDateTime(self.begin).format_seedlink())
         for (net, sta), sel in selectors(self._keys).items():
-            seq = self._committed.get(f"{net}.{sta}", (-1, ""))[0]
+            seq = self._state.committed.get(f"{net}.{sta}", (-1, ""))[0]
             conn.add_stream(net, sta, sel, seq, None)
         self._conn = conn
         self._thread = threading.Thread(target=self._collect, args=(on_trace,), name="seedlink-ingest", daemon=True)
         self._thread.start()
-
-    def stream(self, stations: Sequence[StationKey]) -> Iterator[obspy.Trace]:
-        """Traces of ``stations`` as they arrive, until ``stop()`` (then the queued ones).
-
-        A trace counts as handed on (for the state file) when the next one is asked for or the
-        loop ends, so a process killed while handling a trace gets that trace again on restart.
-        """
-        self.start(stations)
-        pending = None
-        try:
-            while not (self._stopping.is_set() and self._queue.empty()):
-                if pending is not None:
-                    self._mark_delivered(*pending)
-                    pending = None
-                try:
-                    trace, pending = self._queue.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                yield trace
-        finally:
-            if pending is not None:
-                self._mark_delivered(*pending)
-            self.stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the collector thread (within about a second) and write the state."""
@@ -379,7 +305,7 @@ class SeedLinkSource(Source):
         """Same as ``stop``."""
         self.stop()
 
-    def _collect(self, on_trace: Callable[[obspy.Trace], None] | None) -> None:
+    def _collect(self, on_trace: Callable[[obspy.Trace], None]) -> None:
         conn = self._conn
         while not self._stopping.is_set():
             try:
@@ -402,7 +328,7 @@ class SeedLinkSource(Source):
                 self._hand_on(packet, on_trace)
         conn.disconnect()
 
-    def _hand_on(self, packet: SLPacket, on_trace: Callable[[obspy.Trace], None] | None) -> None:
+    def _hand_on(self, packet: SLPacket, on_trace: Callable[[obspy.Trace], None]) -> None:
         try:
             trace = packet.get_trace()
         except Exception as exc:
@@ -421,20 +347,12 @@ class SeedLinkSource(Source):
         ends[trace.id] = max(end, ends.get(trace.id, end))
         self.counters.records += 1
         self.counters.samples += s.npts
-        metrics.observe_data(f"{s.network}.{s.station}.{s.location}", s.npts, end)
-        ticket = (sta, seq, end)
-        if on_trace is None:
-            while not self._stopping.is_set():
-                try:
-                    return self._queue.put((trace, ticket), timeout=0.2)
-                except queue.Full:
-                    continue
-            return
+        self.recorder.data(f"{s.network}.{s.station}.{s.location}", s.npts, end)
         try:
             on_trace(trace)
         except Exception as exc:  # a bad record for the handler must not stop the other stations
             self._count_error("callback", f"trace handler failed on {trace.id}: {exc!r}", logging.ERROR)
-        self._mark_delivered(*ticket)
+        self._mark_delivered(sta, seq, end)
 
     # ---------------------------------------------------------------- bounded
 
@@ -466,3 +384,43 @@ class SeedLinkSource(Source):
         out.trim(obspy.UTCDateTime(start), obspy.UTCDateTime(end), nearest_sample=False)
         self._report_missing(stations, out, start, end)
         return obspy.Stream([tr for tr in out if tr.stats.npts])
+
+
+class LiveSeedLink:
+    """``LiveSource`` over one SeedLink connection for all its stations, on its own collector thread.
+
+    Resume points go to ``state_file`` (``seedlink-HOST_PORT.json`` in ``options.state_dir``), and
+    only as far as the caller commits; stations without one start at ``options.begin``.
+    """
+
+    poll_every = None
+
+    def __init__(self, uri: str, keys: Sequence[StationKey], put: Put, options: LiveOptions,
+                 resume: Mapping[StationKey, float]) -> None:
+        name = uri.partition("://")[2].strip("/").replace(":", "_").replace("/", "_")
+        self.uri, self.keys, self._put = uri, list(keys), put
+        self.state_file: Path | None = options.state_dir / f"seedlink-{name}.json"
+        self.source = SeedLinkSource(uri, state_file=self.state_file, begin=options.begin, autosave=False,
+                                     backoff_max=10.0, recorder=options.recorder)
+
+    def start(self) -> None:
+        self.source.start(self.keys, lambda trace: self._put(trace, time.time()))
+
+    def stop(self) -> None:
+        self.source.stop(timeout=5.0)
+
+    def poll(self) -> int:
+        """Nothing to poll: the collector thread hands traces on as they arrive."""
+        return 0
+
+    def commit(self, until: Mapping[StationKey, float]) -> None:
+        """Save the SeedLink sequence numbers of the records ending by ``until`` (per ``NET.STA``)."""
+        limits: dict[str, float] = {}
+        for key in self.keys:
+            sta = f"{key.network}.{key.station}"
+            limits[sta] = min(limits.get(sta, float("inf")), until.get(key, float("-inf")))
+        self.source.save_state(until=limits)
+
+    def positions(self) -> dict[StationKey, float]:
+        """None: a new connection resumes from the state file."""
+        return {}
