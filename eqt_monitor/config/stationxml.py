@@ -1,0 +1,66 @@
+"""Stations from StationXML: coordinates for association, one station entry per band+instrument
+group, and the inventory (responses for ML) checked to be StationXML before ObsPy reads it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from eqt_monitor.config.settings import CODE_PATTERNS, MonitorConfig, StationConfig, code_problem
+from eqt_monitor.errors import ConfigError, one_line, show
+from eqt_monitor.records import StationKey
+
+def stationxml_problem(path: Path) -> str | None:
+    """Why ``path`` is not a StationXML file (missing, or no ``<FDSNStationXML`` near its start), else ``None``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        return f"{path}: {'StationXML file not found' if isinstance(exc, FileNotFoundError) else exc.strerror}"
+    if b"FDSNStationXML" not in head or not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return f"{path}: not a StationXML file (no <FDSNStationXML> element at its start)"
+    return None
+
+
+def read_stationxml(path: Path):
+    """The ``obspy.Inventory`` in a StationXML file; a one-line ``ConfigError`` for anything else."""
+    from obspy import read_inventory
+
+    problem = stationxml_problem(path)
+    if problem:
+        raise ConfigError(problem)
+    try:
+        return read_inventory(str(path), format="STATIONXML")
+    except Exception as exc:  # ObsPy raises many kinds on a malformed file
+        raise ConfigError(one_line(f"{path}: not a readable StationXML file ({type(exc).__name__}: {exc})")) from None
+
+
+def stations_from_inventory(path: str | Path) -> list[StationConfig]:
+    """Every station and band+instrument group in a StationXML file, with coordinates.
+
+    A station with several groups (e.g. ``HH?`` broadband and ``HN?`` strong motion) gives
+    one entry per group; channels whose third letter is not Z/N/E/1/2 are ignored.
+    """
+    path = Path(path)
+    inventory = read_stationxml(path)
+    groups: dict[StationKey, StationConfig] = {}
+    for network in inventory:
+        for station in network:
+            for channel in station.channels:
+                if len(channel.code) != 3 or channel.code[2] not in "ZNE12":
+                    continue
+                key = StationKey(network.code, station.code, channel.location_code or "", channel.code[:2])
+                for kind, code in zip(CODE_PATTERNS, (key.network, key.station, key.location)):
+                    if code_problem(kind, code):
+                        raise ConfigError(f"{path}: {kind} code {show(code)}: {code_problem(kind, code)}")
+                lat = channel.latitude if channel.latitude is not None else station.latitude
+                lon = channel.longitude if channel.longitude is not None else station.longitude
+                elev = channel.elevation if channel.elevation is not None else station.elevation
+                groups.setdefault(key, StationConfig(key, float(lat), float(lon), float(elev or 0.0)))
+    if not groups:
+        raise ConfigError(f"{path}: no channels with Z/N/E or Z/1/2 components found")
+    return sorted(groups.values(), key=lambda s: s.key)
+
+
+def config_from_inventory(path: str | Path, sources: list[str] | None = None) -> MonitorConfig:
+    """A ``MonitorConfig`` with defaults for every station in a StationXML file (``replay --inventory``)."""
+    return MonitorConfig(path=None, stations=stations_from_inventory(path), sources=list(sources or []),
+                         inventories=[Path(path).resolve()])
