@@ -50,6 +50,17 @@ def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str,
     return dict(groups)
 
 
+def read_span(uris: Iterable[str], stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
+    """Raw waveforms of ``stations`` over ``[start, end]`` from each source in turn (one stream;
+    a station without data is simply absent: the caller says what that means)."""
+    stream = obspy.Stream()
+    for uri in uris:
+        with open_source(uri) as src:
+            src.report_missing = False
+            stream += src.get_waveforms(stations, start, end)
+    return stream
+
+
 def fetcher(config: MonitorConfig, override: str | None) -> Fetch:
     """A function reading raw waveforms of some stations over a span from wherever each is configured."""
     source_of = {key: uri for uri, keys in sources_by_station(config, override).items() for key in keys}
@@ -57,8 +68,7 @@ def fetcher(config: MonitorConfig, override: str | None) -> Fetch:
     def fetch(stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         stream = obspy.Stream()
         for uri in sorted({source_of[key] for key in stations if key in source_of}):
-            with open_source(uri) as src:
-                stream += src.get_waveforms([k for k in stations if source_of.get(k) == uri], start, end)
+            stream += read_span([uri], [k for k in stations if source_of.get(k) == uri], start, end)
         return stream
 
     return fetch
@@ -194,5 +204,6 @@ def config_of_run(run: Run | None, stations: Iterable[StationKey]) -> MonitorCon
     settings = run.settings if run is not None else {}
     model = ModelConfig(**{k: settings[k] for k in ("step", "detection_threshold", "p_threshold", "s_threshold")
                            if k in settings})
-    return MonitorConfig(path=None, stations=[StationConfig(key) for key in stations], model=model,
-                         buffer=GapPolicy(**settings.get("buffer", {})))
+    known = {f.name for f in dataclasses.fields(GapPolicy)}  # a record from another version may differ
+    buffer = GapPolicy(**{k: v for k, v in settings.get("buffer", {}).items() if k in known})
+    return MonitorConfig(path=None, stations=[StationConfig(key) for key in stations], model=model, buffer=buffer)

@@ -117,9 +117,7 @@ def replay(
         raise UserError(f"replay: --end ({obspy.UTCDateTime(end)}) must be after --start ({obspy.UTCDateTime(start)})")
     t_wall = time.perf_counter()
     groups = sources_by_station(config, source)
-    sources: dict[str, Source] = {uri: open_source(uri) for uri in groups}
-    for src in sources.values():
-        src.report_missing = False  # per chunk it would name the first chunk only; see _report_missing below
+    sources: dict[str, Source] = {}
     has_data: set[StationKey] = set()
     summary = ReplaySummary(stations=len(config.stations))
 
@@ -150,6 +148,9 @@ def replay(
     n_chunks = max(1, math.ceil((read_to - read_from) / chunk_s))
     bar = _progress(n_chunks, enabled=progress)
     try:
+        for uri in groups:
+            sources[uri] = open_source(uri)
+            sources[uri].report_missing = False  # per chunk it would name the first chunk only; see _report_missing
         for i in range(n_chunks):
             t0 = read_from + i * chunk_s
             t1 = min(read_to, t0 + chunk_s)

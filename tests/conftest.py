@@ -31,23 +31,28 @@ os.environ.update({
     "EQT_MONITOR_CACHE": str(_SESSION_DIR / "eqt-monitor-cache"),
 })
 HOME = Path.home()
-# other tools' folders (interpreter, toolchains, pip's cache, the coding client): not ours to watch
-SKIPPED_IN_HOME = {".pyenv", ".cache/pip", ".rustup", ".cargo", ".npm", ".m2", ".claude"}
+# Where the product or its libraries would write under $HOME if the tests did not redirect them
+# (watched file by file), and the new top-level entries of $HOME (watched by name only, so a
+# clone under $HOME, its .venv and pytest's own caches do not count).
+WATCHED_IN_HOME = (".cache/eqt-monitor", ".keras", ".config/matplotlib", ".cache/matplotlib", ".obspy")
 
 
 def home_snapshot(home: Path = HOME) -> dict[str, tuple[int, int]]:
-    """``relative path -> (size, mtime_ns)`` of every file and folder under ``home``."""
-    snapshot: dict[str, tuple[int, int]] = {}
-    for folder, dirs, files in os.walk(home):
-        rel_folder = os.path.relpath(folder, home)
-        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_folder, d)) not in SKIPPED_IN_HOME]
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            snapshot[os.path.relpath(path, home)] = (0 if name in dirs else st.st_size, st.st_mtime_ns)
+    """``relative path -> (size, mtime_ns)`` of every file and folder under the watched folders of
+    ``home``, and ``name -> (0, 0)`` for each top-level entry of ``home``."""
+    snapshot: dict[str, tuple[int, int]] = {f"{entry}/": (0, 0) for entry in os.listdir(home)}
+    for watched in WATCHED_IN_HOME:
+        root = home / watched
+        if not root.exists():
+            continue
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                snapshot[os.path.relpath(path, home)] = (0 if name in dirs else st.st_size, st.st_mtime_ns)
     return snapshot
 
 
@@ -56,7 +61,7 @@ def home_changes(before: dict, after: dict) -> list[str]:
     return ([f"+{p}" for p in sorted(after.keys() - before.keys())]
             + [f"-{p}" for p in sorted(before.keys() - after.keys())]
             + [f"~{p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]
-               and not os.path.isdir(HOME / p)])
+               and not p.endswith("/") and not os.path.isdir(HOME / p)])
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -169,13 +169,20 @@ def test_hostile_config_is_refused_in_bounded_memory_and_time(workdir, text, fra
 def test_truncated_weights_file_is_one_line(workdir, capsys):
     import h5py
     import numpy as np
+    import obspy
 
     weights = workdir / "truncated.h5"
     with h5py.File(weights, "w") as f:
         f.create_dataset("w", data=np.zeros(100_000))
     weights.write_bytes(weights.read_bytes()[:4096])
     cfg = write_config(workdir, (None, BASE))
-    line = run_cli(capsys, ["replay", "--config", str(cfg), *SPAN, "--weights", str(weights)])
+    day = workdir / "data" / "2014" / "CX" / "PB01" / "HHZ.D"  # data for the span, so the weights are what fails
+    day.mkdir(parents=True)
+    obspy.Trace(np.zeros(6000, dtype=np.int32), header={"network": "CX", "station": "PB01", "channel": "HHZ",
+                "sampling_rate": 100.0, "starttime": obspy.UTCDateTime(SPAN[1]) + 600}).write(
+        str(day / "CX.PB01..HHZ.D.2014.121"), format="MSEED")
+    line = run_cli(capsys, ["replay", "--config", str(cfg), *SPAN, "--weights", str(weights),
+                            "--source", f"sds://{workdir / 'data'}"])
     assert f"{weights}: unreadable HDF5 weights file" in line, line
 
 
@@ -185,3 +192,24 @@ def test_replay_of_an_archive_without_data_fails_naming_the_whole_span(workdir, 
             "--weights", str(original_weights), "--no-events", "--no-progress"]
     line = run_cli(capsys, argv)
     assert "no data for any of the 1 station(s) between 2014-05-01T00:00:00.000000Z and 2014-05-01T03:00:00" in line, line
+
+
+def test_plot_of_an_event_whose_data_is_gone_is_one_line(workdir, capsys, original_weights):
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.config import MonitorConfig, StationConfig
+    from eqt_monitor.driver import CatalogWriter
+    from eqt_monitor.records import Arrival, Event, Origin, Pick, StationKey
+
+    key, t = StationKey("CX", "PB01", "", "HH"), 1398902400.0
+    config = MonitorConfig(path=None, stations=[StationConfig(key, -21.04, -69.49, 900.0)])
+    with Catalog(workdir / "event.sqlite") as catalog:  # a run whose archive has since lost the data
+        writer = CatalogWriter(catalog, model="original", weights_sha256="0" * 64)
+        picks = writer.stamp([Pick(key, "P", t, 0.9), Pick(key, "S", t + 5.0, 0.8)])
+        writer.write(picks, [])
+        catalog.add_events([Event(Origin(t - 3.0, -21.0, -69.6, 10.0, 0.1, "test"),
+                                  tuple(Arrival(p, 0.0, 10.0) for p in picks))])
+        writer.record_run(config, [f"sds://{workdir}/archive"], {})
+        event = catalog.events()[0].short_id
+    line = run_cli(capsys, ["plot", event, "--db", str(workdir / "event.sqlite"), "--out", str(workdir / "e.png"),
+                            "--weights", str(original_weights)])
+    assert f"event {event}: no waveforms of its 1 station(s) between" in line and "(pass --source URI)" in line, line

@@ -10,18 +10,21 @@ from pathlib import Path
 from conftest import home_changes, home_snapshot
 
 
-def test_snapshot_sees_added_changed_and_removed_files(tmp_path):
-    (tmp_path / "kept").write_text("a")
+def test_snapshot_sees_what_the_product_could_write_and_new_entries(tmp_path):
+    (tmp_path / ".keras").mkdir()
+    (tmp_path / ".keras" / "keras.json").write_text("{}")
     (tmp_path / "gone").write_text("b")
+    (tmp_path / "clone" / "tests" / "__pycache__").mkdir(parents=True)  # a clone under $HOME
     before = home_snapshot(tmp_path)
-    (tmp_path / "kept").write_text("changed")
+    (tmp_path / ".keras" / "keras.json").write_text('{"changed": 1}')
     (tmp_path / "gone").unlink()
     (tmp_path / ".cache" / "eqt-monitor").mkdir(parents=True)
     (tmp_path / ".cache" / "eqt-monitor" / "trained.yaml").write_text("[]")
-    after = home_snapshot(tmp_path)
-    assert {c[0] + Path(c[1:]).name for c in home_changes(before, after) if not c.endswith("eqt-monitor")} >= {
-        "+.cache", "+trained.yaml", "-gone"}
-    assert any(c.startswith("~") and c.endswith("kept") for c in home_changes(before, after))
+    (tmp_path / "clone" / "tests" / "__pycache__" / "x.pyc").write_bytes(b"pytest's own")
+    changes = home_changes(before, home_snapshot(tmp_path))
+    assert "+.cache/" in changes and "+.cache/eqt-monitor/trained.yaml" in changes and "-gone/" in changes
+    assert "~.keras/keras.json" in changes
+    assert not any("clone" in c for c in changes)
 
 
 def test_the_cache_is_the_tests_own(own_cache):

@@ -105,9 +105,10 @@ class Catalog:
     # -- picks and detections -------------------------------------------------------------
 
     def add_picks(self, picks: Iterable[Pick], *, model: str, weights_sha256: str) -> int:
-        """Store picks made by ``model`` with the weights ``weights_sha256``; returns how many were new."""
+        """Store picks made by ``model`` with the weights ``weights_sha256`` (under the id each carries,
+        else ``ids.pick_id``); returns how many were new."""
         rows = [
-            (pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
+            (p.id or pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
              p.station.channel_prefix, p.phase, float(p.time), centiseconds(p.time), float(p.probability),
              None if p.snr is None else float(p.snr), None if p.amplitude is None else float(p.amplitude),
              model, weights_sha256)
@@ -212,8 +213,8 @@ class Catalog:
     def add_events(self, events: Iterable[Event], *, state: Mapping[str, str] | None = None) -> list[Event]:
         """Store located events (and ``state`` entries) in one transaction; returns the events that were new.
 
-        Arrivals must refer to picks already stored (matched by station, phase and time to 10 ms;
-        if several weight sets made the same pick the smallest id is used). An event's id is a hash
+        Arrivals refer to stored picks by the id each pick carries (``Pick.id``; a pick without one,
+        or one not stored, is a ``ValueError`` and nothing is written). An event's id is a hash
         of its arrivals' pick ids. An event is not stored again when its id exists, nor when half or
         more of its picks already belong to a stored event, so re-associating a span adds nothing.
         """

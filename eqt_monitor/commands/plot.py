@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.model.backend import configure
 
     configure(args.backend)
-    from eqt_monitor.driver import config_of_run
+    from obspy import UTCDateTime
+
+    from eqt_monitor.driver import config_of_run, read_span
     from eqt_monitor.model.load import load_model
     from eqt_monitor.pipeline.engine import CONTEXT_S
     from eqt_monitor.plot import model_probabilities, plot_event
@@ -62,14 +64,10 @@ def run(args: argparse.Namespace) -> int:
     stations = sorted({a.pick.station for a in event.arrivals})
     t0 = event.origin.time
     start, end = t0 - args.before - CONTEXT_S, t0 + args.after + CONTEXT_S
-    stream = None
-    for uri in uris:
-        source = open_source(uri)
-        try:
-            got = source.get_waveforms(stations, start, end)
-        finally:
-            source.close()
-        stream = got if stream is None else stream + got
+    stream = read_span(uris, stations, start, end)
+    if not len(stream):
+        raise UserError(f"event {event.short_id}: no waveforms of its {len(stations)} station(s) between "
+                        f"{UTCDateTime(start)} and {UTCDateTime(end)} in {', '.join(uris)} (pass --source URI)")
     probabilities = model_probabilities(stream, loaded.predict, config_of_run(last, stations))
     out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after)
     print(f"wrote {out} ({len(stations)} stations)")

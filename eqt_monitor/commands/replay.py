@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.config import config_from_inventory, load_config
     from eqt_monitor.driver import sources_by_station
     from eqt_monitor.model.spec import get_spec
+    from eqt_monitor.pipeline.engine import CONTEXT_S
     from eqt_monitor.sources import open_source
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
@@ -51,23 +52,32 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
     if not 0 < args.chunk <= 86400:
         raise UserError(f"--chunk: must be between 0 and 86400 seconds, got {args.chunk}")
-    for uri in sources_by_station(config, args.source):
-        open_source(uri).close()  # an unknown scheme or a missing archive is named now
     name = args.model or config.model.name
     get_spec(name)
     if args.weights and not args.weights.is_file():
         raise UserError(f"--weights {args.weights}: weights file not found")
+    groups = sources_by_station(config, args.source)
+    found = False
+    for uri, keys in groups.items():  # an unknown scheme, a missing or empty archive is named now
+        with open_source(uri) as src:
+            found = found or src.might_have_data(keys, start - CONTEXT_S, end + CONTEXT_S)
+    if not found:
+        from obspy import UTCDateTime
 
-    from eqt_monitor.model.backend import configure
+        raise UserError(f"no data for any of the {len(config.stations)} station(s) between {UTCDateTime(start)} and "
+                        f"{UTCDateTime(end)} in {', '.join(groups)}")
 
-    configure(args.backend or config.model.backend)
     from eqt_monitor.catalog.store import Catalog
-    from eqt_monitor.model.load import load_model
-    from eqt_monitor.replay import replay_into_catalog
 
-    weights = args.weights or (config.model.weights if name == config.model.name else None)
-    loaded = load_model(name, weights)
-    with Catalog(args.db or config.catalog) as catalog:
+    with Catalog(args.db or config.catalog) as catalog:  # a bad catalog file is named before Keras loads
+        from eqt_monitor.model.backend import configure
+
+        configure(args.backend or config.model.backend)
+        from eqt_monitor.model.load import load_model
+        from eqt_monitor.replay import replay_into_catalog
+
+        weights = args.weights or (config.model.weights if name == config.model.name else None)
+        loaded = load_model(name, weights)
         summary = replay_into_catalog(
             config, catalog, start=start, end=end, predict_fn=loaded.predict, model_name=name,
             weights_sha256=loaded.weights_sha256 or "random", source=args.source, locate=not args.no_events,

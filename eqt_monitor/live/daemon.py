@@ -76,12 +76,12 @@ class Daemon:
         self.metrics_addr = metrics_addr or config.metrics_addr
         self.progress = Progress(self.catalog)
         self.storage = Storage(self.catalog.path)
-        self.pending = PendingWrites(self.catalog, self.storage, model=model_name, weights_sha256=weights_sha256,
-                                     max_held=settings.max_held)
+        self._run_recorded = False
+        self.writer = CatalogWriter(self.catalog, model=model_name, weights_sha256=weights_sha256)
+        self.pending = PendingWrites(self.writer, self.storage, max_held=settings.max_held)
         self.health = StationHealth([s.key for s in config.stations], config.buffer, settings.silent_after)
         self.pipeline = StationPipeline(config, self._timed(predict_fn), on_station_error=self._station_failed,
                                         observer=self.health)
-        self.writer = CatalogWriter(self.catalog, model=model_name, weights_sha256=weights_sha256)
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
         self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
         self._ingests: dict[str, LiveSource] = {}
@@ -104,10 +104,11 @@ class Daemon:
         return predict
 
     def _record_run(self) -> None:
-        """The run record and station coordinates (``plot`` without ``--source``, the EqT CSV)."""
+        """The run record and station coordinates (``plot`` without ``--source``, the EqT CSV);
+        on a refused write ``commit`` tries again."""
         sources = sources_by_station(self.config, self.source_override)
-        self.storage.run(self.catalog.path, "writing the run record",
-                         lambda: self.writer.record_run(self.config, sources, {"live": True}))
+        self._run_recorded = self.storage.run(self.catalog.path, "writing the run record",
+                                              lambda: self.writer.record_run(self.config, sources, {"live": True}))
 
     def _new_associator(self) -> LiveAssociator | None:
         coordinates = self.config.coordinates()
@@ -271,6 +272,8 @@ class Daemon:
         """Save progress in the catalog, then each live source's resume points (not ahead of the catalog's)."""
         if self.pending.held or not self.storage.run(self.catalog.path, "saving progress", self.progress.save):
             return
+        if not self._run_recorded:
+            self._record_run()
         for live in list(self._ingests.values()):
             until = self.progress.reread_until(live.keys)
             self.storage.run(live.state_file or live.uri, "saving the SeedLink state", lambda: live.commit(until))
@@ -405,8 +408,8 @@ class Daemon:
         self._closing.set()
         for live in self._ingests.values():
             live.stop()
-        while not self._queue.empty():
-            self._step(wait=0)
+        while not self._queue.empty() and not self.pending.full:  # full: the catalog refuses writes; what
+            self._step(wait=0)  # is still queued is read again after the restart (progress stays behind it)
         self._write(self.pipeline.process(flush=True))
         self._written(self.pending.flush(force=True))
         if self.pending.held:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eqt_monitor.catalog.store import Catalog, CatalogWriteError
+from eqt_monitor.catalog.store import CatalogWriteError
+from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.live import metrics
 from eqt_monitor.records import Detection, Pick, StationKey
 
@@ -109,10 +110,10 @@ class Batch:
 class PendingWrites:
     """Picks and detections on their way to the catalog (main thread only)."""
 
-    def __init__(self, catalog: Catalog, storage: Storage, *, model: str, weights_sha256: str,
-                 max_held: int = 200_000, backoff_initial: float = 1.0, backoff_max: float = 30.0,
+    def __init__(self, writer: CatalogWriter, storage: Storage, *, max_held: int = 200_000,
+                 backoff_initial: float = 1.0, backoff_max: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.catalog, self.storage, self.model, self.weights_sha256 = catalog, storage, model, weights_sha256
+        self.writer, self.storage = writer, storage
         self.max_held, self.backoff_initial, self.backoff_max = max_held, backoff_initial, backoff_max
         self._clock = clock
         self._held: Batch | None = None
@@ -144,18 +145,15 @@ class PendingWrites:
             return None
         if batch.items:
             try:
-                if batch.picks:
-                    self.catalog.add_picks(batch.picks, model=self.model, weights_sha256=self.weights_sha256)
-                if batch.detections:
-                    self.catalog.add_detections(batch.detections, model=self.model, weights_sha256=self.weights_sha256)
+                self.writer.write(batch.picks, batch.detections)
             except CatalogWriteError as exc:
                 self._failures += 1
                 self._retry_at = self._clock() + min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1))
-                self.storage.failed(self.catalog.path, f"writing {len(batch.picks)} picks and "
+                self.storage.failed(self.writer.catalog.path, f"writing {len(batch.picks)} picks and "
                                     f"{len(batch.detections)} detections", exc)
                 return None
             if self._failures:
-                self.storage.ok(self.catalog.path, f"; wrote the {len(batch.picks)} picks and "
+                self.storage.ok(self.writer.catalog.path, f"; wrote the {len(batch.picks)} picks and "
                                 f"{len(batch.detections)} detections held meanwhile")
         self._failures, self._held = 0, None
         metrics.CATALOG_HELD.set(0)

@@ -95,10 +95,12 @@ def trim(stream: obspy.Stream, start: float | None, end: float | None) -> obspy.
 
 
 class DecodedFiles:
-    """Whole miniSEED files decoded once and kept while a source is open, so that a replay reading
-    a day file in many chunks decodes it (and warns about its damage) once, not once per chunk.
+    """Damaged miniSEED files decoded once and kept while a source is open, so that a replay
+    reading a day file in many chunks repairs it (and warns about its damage) once, not once per
+    chunk. A clean file is read for each span with ObsPy's time selection (only the records in
+    the span are unpacked) and nothing of it is kept: memory stays with the damaged files.
 
-    A file is read again when its size or modification time changes (a file still being
+    A kept file is read again when its size or modification time changes (a file still being
     written). Bounded by ``max_bytes`` of sample data: least recently used files go first, and
     ``forget_before(t)`` drops files whose data all ends before ``t`` (a replay moves forward).
     """
@@ -106,14 +108,17 @@ class DecodedFiles:
     def __init__(self, max_bytes: int = 1 << 30) -> None:
         self.max_bytes = max_bytes
         self._files: OrderedDict[Path, tuple[tuple[int, int], obspy.Stream, int]] = OrderedDict()
-        self.reads = 0  # files decoded
+        self.reads = 0  # damaged files decoded record by record
 
     def get(self, path: Path, start: float, end: float) -> obspy.Stream:
-        """Copies of the samples of ``path`` inside ``[start, end]``."""
+        """The samples of ``path`` inside ``[start, end]`` (copies, for a kept file)."""
         info = path.stat()
         version = (info.st_size, info.st_mtime_ns)
         entry = self._files.get(path)
         if entry is None or entry[0] != version:
+            clean = _read_quietly(path.read_bytes(), start, end)
+            if clean is not None:
+                return trim(clean, start, end)
             self.reads += 1
             stream = read_mseed(path)
             entry = (version, stream, sum(tr.data.nbytes for tr in stream))
@@ -307,6 +312,10 @@ class SDSSource(_FilesSource):
             found.extend(Path(p) for p in sorted(glob.glob(pattern)))
             day += timedelta(days=1)
         return found
+
+    def might_have_data(self, stations: Sequence[StationKey], start: float, end: float) -> bool:
+        """Whether any day file of ``stations`` exists for the span."""
+        return any(self.files(key, start, end) for key in stations)
 
     def get_waveforms(self, stations: Sequence[StationKey], start: float, end: float) -> obspy.Stream:
         """Every trace of ``stations`` in ``[start, end]`` from the archive's day files."""

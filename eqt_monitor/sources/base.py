@@ -105,6 +105,11 @@ class Source(ABC):
         merged (records may overlap, repeat or leave gaps: the buffer deals with that).
         """
 
+    def might_have_data(self, stations: Sequence[StationKey], start: float, end: float) -> bool:
+        """A cheap check, without decoding anything, that ``get_waveforms`` could return data
+        (``False`` only when it certainly cannot, e.g. no archive file covers the span)."""
+        return True
+
     def close(self) -> None:
         """Release connections or files (no-op for sources that hold none)."""
 
