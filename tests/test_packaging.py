@@ -32,7 +32,8 @@ def test_wheel_holds_the_specs_the_registry_and_the_deploy_files(wheel_names):
     specs = {n for n in wheel_names if n.startswith("eqt_monitor/zoo/") and n.endswith(".yaml")}
     assert "eqt_monitor/zoo/registry.yaml" in specs
     assert len(specs - {"eqt_monitor/zoo/registry.yaml"}) == 15
-    assert {"eqt_monitor/deploy/eqt-monitor.service", "eqt_monitor/deploy/grafana-dashboard.json"} <= wheel_names
+    assert {"eqt_monitor/deploy/eqt-monitor.service", "eqt_monitor/deploy/grafana-dashboard.json",
+            "eqt_monitor/deploy/alerts.yml"} <= wheel_names
     assert "eqt_monitor/cli.py" in wheel_names and not any(n.startswith("tests/") for n in wheel_names)
 
 

@@ -307,6 +307,8 @@ class Daemon:
             self.storage.failed(self.catalog.path, "writing events", exc)
             return
         metrics.ASSOCIATION_SECONDS.observe(time.perf_counter() - t0)
+        if math.isfinite(self.associator.horizon):
+            metrics.ASSOCIATION_LAG.set(time.time() - self.associator.horizon)
         if events:
             metrics.EVENTS.inc(len(events))
             log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))

@@ -61,6 +61,9 @@ DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=RE
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
 ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
+ASSOCIATION_LAG = Gauge("eqt_monitor_association_lag_seconds", "Wall time now minus the association horizon (events "
+                        "with an earlier origin are committed): grows when association falls behind or waits for a "
+                        "station", registry=REGISTRY)
 
 # catalog
 CATALOG_WRITABLE = Gauge("eqt_monitor_catalog_writable", "1 while the catalog accepts writes, 0 while writes fail "
