@@ -211,15 +211,25 @@ def _stream_across_a_sequence_reset(sds, shift_s: float, until: obspy.UTCDateTim
     last sample (negative: before it) on the same port: its sequence numbers begin again at 0
     (``kw``: more ``SeedLinkSource`` settings)."""
     got = Collector(until)
-    # the first server stops releasing well before ``until``, so the collector cannot be complete
-    # before the reset however slowly this thread gets to look (it raced on a loaded machine)
+    # the first server releases T0..T0+150 s and the client takes all of it before the switch, so
+    # the second server (started at T0 + ~150 s + shift_s) numbers from a later time than the
+    # first: a real reset. (Switching after a few records raced on a loaded machine: a channel
+    # that had got little data put the second server's start at the archive's start, where its
+    # numbering is the first one's, and nothing was reset.)
     with SeedLinkServer(f"sds://{sds}", port=0, speed=300, start=T0.timestamp, end=T0.timestamp + 150) as server:
         port = server.port
         src = make_source(port, **kw)
         src.start(KEYS, on_trace=got)
-        deadline = time.monotonic() + 60
-        while len(got.traces) < 40:
-            assert time.monotonic() < deadline, "no data"
+        deadline, count, still_since = time.monotonic() + 90, -1, time.monotonic()
+        while True:
+            with got.lock:
+                ends = {t.id: t.stats.endtime for t in got.traces}
+                n = len(got.traces)
+            if n != count:
+                count, still_since = n, time.monotonic()
+            if len(ends) == len(CHANNELS) and min(ends.values()) >= T0 + 140 and time.monotonic() - still_since > 1:
+                break
+            assert time.monotonic() < deadline, f"the first server's data did not all arrive ({n} records)"
             time.sleep(0.05)
     with got.lock:
         ends = {}

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 18000
 POLL_S = 0.1  # socket read timeout while streaming: how often the loop looks at timers and stop requests
 SEQUENCE_MODULUS = 1 << 24  # SeedLink sequence numbers are 24 bits
-CONTINUITY_TOLERANCE_S = 1.0  # a resumed record may start this far after our last sample and still continue it
+CONTINUITY_TOLERANCE_S = 1.0  # a resumed record continues ours when it starts this close to its channel's last end
 
 
 def selectors(keys: Sequence[StationKey]) -> dict[tuple[str, str], str]:
@@ -214,11 +214,16 @@ class SeedLinkSource(Source):
         wanted = {f"{k.network}.{k.station}" for k in self._keys}
         self._unverified = {sta for sta in wanted & set(self._last) if sta not in self._by_time}
 
-    def _continues(self, sta: str, seq: int, start: float) -> bool:
-        """Whether a record resumed by sequence number continues what we have of ``sta``."""
+    def _continues(self, sta: str, channel: str, seq: int, start: float) -> bool:
+        """Whether a record resumed by sequence number continues what we have of ``sta``: its number
+        is ahead of ours and it starts where we have that channel's data end (a renumbered server's
+        record N+1 lies elsewhere in time: later, or earlier, which would skip other channels' data)."""
         last_seq, last_end = self._last[sta]
         ahead = 0 < (seq - last_seq) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
-        return ahead and start <= last_end + CONTINUITY_TOLERANCE_S
+        expected = self._channel_ends.get(sta, {}).get(channel)
+        if expected is None:  # resumed from the state file, which keeps one end per station
+            return ahead and start <= last_end + CONTINUITY_TOLERANCE_S
+        return ahead and abs(start - expected) <= CONTINUITY_TOLERANCE_S
 
     def _resume_from(self, sta: str) -> float:
         """Our last sample of ``sta``: the earliest of its channels' latest ends (all channels resume)."""
@@ -237,14 +242,16 @@ class SeedLinkSource(Source):
                           "from their last samples")
         self._conn.disconnect()  # the next collect() reconnects and negotiates TIME for those stations
 
-    def _check_resumed(self, sta: str, station_id: str, seq: int, start: float) -> bool:
-        """False when the record must be dropped: it shows a sequence reset, or it still belongs to
-        the connection being replaced. Reports data the server no longer has."""
+    def _check_resumed(self, sta: str, channel: str, seq: int, start: float) -> bool:
+        """False when the record (of ``channel``, NET.STA.LOC.CHA) must be dropped: it shows a
+        sequence reset, or it still belongs to the connection being replaced. Reports data the
+        server no longer has."""
         if sta in self._by_time:
             if sta not in self._asked_by_time:
                 return False  # from the connection whose numbering was reset
             begin = self._by_time.pop(sta)
             if start > begin + CONTINUITY_TOLERANCE_S:
+                station_id = channel.rsplit(".", 1)[0]  # NET.STA.LOC
                 self.recorder.data_lost(station_id, start - begin)
                 self._count_error("unfilled_gap", f"{station_id}: data from {obspy.UTCDateTime(begin)} to "
                                   f"{obspy.UTCDateTime(start)} ({start - begin:.1f} s) is no longer on the server: "
@@ -252,7 +259,7 @@ class SeedLinkSource(Source):
             return True
         if sta in self._unverified:
             self._unverified.discard(sta)
-            if not self._continues(sta, seq, start):
+            if not self._continues(sta, channel, seq, start):
                 self._sequence_reset(sta, seq, start)
                 return False
         return True
@@ -340,7 +347,7 @@ class SeedLinkSource(Source):
             return
         end = (s.endtime + s.delta).timestamp if s.sampling_rate else s.endtime.timestamp
         sta, seq = f"{s.network}.{s.station}", packet.get_sequence_number()
-        if not self._check_resumed(sta, f"{sta}.{s.location}", seq, s.starttime.timestamp):
+        if not self._check_resumed(sta, trace.id, seq, s.starttime.timestamp):
             return
         self._last[sta] = (seq, max(end, self._last.get(sta, (seq, end))[1]))
         ends = self._channel_ends.setdefault(sta, {})
