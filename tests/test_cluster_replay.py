@@ -206,3 +206,43 @@ def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_
     clean = [p for p in catalog_picks(chile_clean[0])[0] if p.station.station == "PB02" and p.time < T(span[1])]
     assert len(clean) > 10
     assert_same_picks(got, clean)
+
+
+def salton(shared):
+    from eqt_monitor.config import config_from_inventory
+
+    return config_from_inventory(shared / "data/salton_sea_2020/stations.xml", [f"file://{shared}/data/salton_sea_2020/mseed"])
+
+
+def event_rows(catalog) -> list[tuple]:
+    return sorted((round(e.origin.time, 2), round(e.origin.latitude, 4), round(e.origin.longitude, 4),
+                   sorted(a.pick.id for a in e.arrivals)) for e in catalog.events())
+
+
+@pytest.mark.slow
+def test_salton_sea_events_equal_serial_and_blocks_commit_once(shared, model, scheduler, tmp_path):
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.cluster.client import replay_on_cluster
+    from eqt_monitor.cluster.tasks import ModelRef
+    from eqt_monitor.replay import replay_into_catalog
+
+    config, start, end = salton(shared), T("2020-10-01T00:00"), T("2020-10-01T00:03")
+    ref = ModelRef("original", str(model.weights_path), model.weights_sha256)
+    with Catalog(tmp_path / "serial.sqlite") as serial:
+        replay_into_catalog(config, serial, start=start, end=end, predict_fn=model.predict, model_name="original",
+                            weights_sha256=model.weights_sha256, progress=False)
+        expected = event_rows(serial)
+    assert len(expected) >= 2
+    with Catalog(tmp_path / "cluster.sqlite") as catalog:
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                    chunk_s=90.0, progress=False)
+        assert summary.chunks == 32 and not summary.failed
+        assert event_rows(catalog) == expected
+    with Catalog(tmp_path / "blocks.sqlite") as catalog:  # association in 60 s blocks as the chunks complete
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                    chunk_s=60.0, progress=False, association_block_s=60.0)
+        blocks = event_rows(catalog)
+        assert summary.events == len(blocks) >= len(expected) - 1
+        again = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                  chunk_s=60.0, progress=False, association_block_s=60.0)
+        assert again.skipped == again.chunks and again.events == 0 and event_rows(catalog) == blocks

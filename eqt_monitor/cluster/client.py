@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from eqt_monitor.catalog.store import Catalog
+from eqt_monitor.cluster.blocks import BLOCK_S, SpanAssociation
 from eqt_monitor.cluster.tasks import Chunk, ChunkResult, ModelRef, plan_chunks, run_chunk, settings_digest, subconfig
 from eqt_monitor.config import MonitorConfig, cluster_spec_problem
-from eqt_monitor.driver import CatalogWriter, fetcher
+from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.errors import UserError
-from eqt_monitor.locate import locate_span
 from eqt_monitor.replay import ReplaySummary
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,10 @@ def connect(spec: str) -> Iterator:
 
 def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, end: float, model: ModelRef,
                       cluster: str, source: str | None = None, chunk_s: float = 3600.0, group_size: int = 1,
-                      locate: bool = True, progress: bool = True) -> ClusterSummary:
+                      locate: bool = True, progress: bool = True, association_block_s: float = BLOCK_S) -> ClusterSummary:
     """Replay ``[start, end)`` as (station group, chunk) tasks on ``cluster`` into ``catalog``, then
-    (``locate``) associate the span's picks; see the module docstring."""
+    (``locate``) associate the span's picks (in blocks of ``association_block_s`` when longer, see
+    ``cluster.blocks``); see the module docstring."""
     t_wall = time.perf_counter()
     chunks = plan_chunks(config, source, start, end, chunk_s, group_size)
     settings = settings_digest(config, model)
@@ -94,10 +95,11 @@ def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, 
         summary.picks += counts["picks"]
         summary.detections += counts["detections"]
     writer = CatalogWriter(catalog, model=model.name, weights_sha256=model.sha256)
+    association = SpanAssociation(catalog, config, start, end, source, settings, association_block_s) if locate else None
     if todo:
-        _run(todo, config, model, cluster, writer, settings, summary, progress)
-    if locate:
-        summary.events = len(locate_span(catalog, config, start, end, fetcher(config, source)))
+        _run(todo, config, model, cluster, writer, settings, summary, association, progress)
+    if association is not None:
+        summary.events = association.finish()
     writer.record_run(config, sorted({c.uri for c in chunks}), {"start": start, "end": end, "cluster": cluster,
                                                                 "chunk": chunk_s, "group_size": group_size})
     summary.wall_s = time.perf_counter() - t_wall
@@ -105,8 +107,9 @@ def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, 
 
 
 def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str, writer: CatalogWriter,
-         settings: str, summary: ClusterSummary, progress: bool) -> None:
-    """Submit ``todo``, write results in plan order as they complete."""
+         settings: str, summary: ClusterSummary, association: SpanAssociation | None, progress: bool) -> None:
+    """Submit ``todo``, write results in plan order as they complete; tell ``association`` each time
+    all chunks up to a time are written."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -131,8 +134,11 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
                 pending[result.index] = result
                 bar.update(round(by_index[result.index].station_hours, 2))
                 while upcoming is not None and upcoming.index in pending:
-                    _write(upcoming, pending.pop(upcoming.index), writer, settings, summary)
+                    written = upcoming
+                    _write(written, pending.pop(written.index), writer, settings, summary)
                     upcoming = next(order, None)
+                    if association is not None and (upcoming is None or upcoming.start != written.start):
+                        association.complete(written.end)
         finally:
             bar.close()
 
