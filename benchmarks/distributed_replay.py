@@ -65,6 +65,7 @@ def on_cluster(workers: int, hours: float, chunk: float, ref) -> dict:
     return {"workers": workers, "chunks": s.chunks, "station_hours": s.station_hours, "wall_s": s.wall_s,
             "station_hours_per_s": s.station_hours / s.wall_s, "startup_s": startup, "scheduler_s_per_task": per_task,
             "task_s_mean": s.task_s / s.chunks, "worker_peak_rss_mb": s.peak_rss_mb, "picks": s.picks,
+            "detections": s.detections, "client_write_s": s.write_s,
             "load_average": os.getloadavg()}
 
 

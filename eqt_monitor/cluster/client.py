@@ -26,6 +26,11 @@ from eqt_monitor.replay import ReplaySummary
 
 log = logging.getLogger(__name__)
 
+# tasks submitted ahead of the results written: keeps the scheduler's graph and the client's
+# out-of-order results bounded however long the span is
+IN_FLIGHT_PER_WORKER = 4
+MIN_IN_FLIGHT = 64
+
 
 @dataclass
 class ClusterSummary(ReplaySummary):
@@ -36,6 +41,7 @@ class ClusterSummary(ReplaySummary):
     failed: list[tuple[str, str]] = field(default_factory=list)  # (chunk label, reason)
     peak_rss_mb: float = 0.0  # the largest worker peak seen
     task_s: float = 0.0  # summed task wall time on the workers
+    write_s: float = 0.0  # the client's time writing results to the catalog
 
     def failures(self, command: str = "the same command") -> str:
         """The failed chunks, one per line, and how to retry them."""
@@ -120,22 +126,38 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
     with connect(cluster) as client:
         if client.dashboard_link and importlib.util.find_spec("bokeh"):
             log.warning("Dask dashboard: %s", client.dashboard_link)
-        futures = {client.submit(run_chunk, c, subconfig(config, c), model,
-                                 key=f"eqt-chunk-{c.index}-{c.state_key(settings)[-8:]}"): c for c in todo}
+        chunks = iter(todo)
+        futures: dict = {}
+
+        def submit() -> None:
+            chunk = next(chunks, None)
+            if chunk is not None:
+                key = f"eqt-chunk-{chunk.index}-{chunk.state_key(settings)[-8:]}"
+                future = client.submit(run_chunk, chunk, subconfig(config, chunk), model, key=key)
+                futures[future] = chunk
+                running.add(future)
+
+        running = as_completed()
+        for _ in range(max(MIN_IN_FLIGHT, IN_FLIGHT_PER_WORKER * len(client.scheduler_info()["workers"]))):
+            submit()
         bar = tqdm(total=round(sum(c.station_hours for c in todo), 2), desc="replay", unit="station-h",
                    disable=not progress, leave=False)
         try:
-            for future in as_completed(futures):
+            for future in running:
                 try:
                     result: ChunkResult = future.result()
                 except Exception as exc:  # e.g. KilledWorker: the task took down every worker it was given
                     result = ChunkResult(futures[future].index, error=f"{type(exc).__name__}: {exc}"[:300])
                 future.release()
+                del futures[future]
+                submit()
                 pending[result.index] = result
                 bar.update(round(by_index[result.index].station_hours, 2))
                 while upcoming is not None and upcoming.index in pending:
                     written = upcoming
+                    t_write = time.perf_counter()
                     _write(written, pending.pop(written.index), writer, settings, summary)
+                    summary.write_s += time.perf_counter() - t_write
                     upcoming = next(order, None)
                     if association is not None and (upcoming is None or upcoming.start != written.start):
                         association.complete(written.end)

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -131,15 +132,12 @@ def worker_model(ref: ModelRef):
     if key not in _MODELS:
         from eqt_monitor.model.backend import configure
 
-        configure(ref.backend)
-        if ref.backend == "tensorflow":
-            import tensorflow as tf
+        if ref.backend == "tensorflow" and "keras" not in sys.modules:
+            import tensorflow as tf  # before configure(), which starts TensorFlow's runtime
 
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(worker_threads())
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:  # TensorFlow already started in this process: keep its pools
-                pass
+            tf.config.threading.set_intra_op_parallelism_threads(worker_threads())
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        configure(ref.backend)
         from eqt_monitor.model.load import load_model
 
         loaded = load_model(ref.name, ref.weights)
