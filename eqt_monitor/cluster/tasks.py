@@ -23,6 +23,7 @@ from eqt_monitor.config import MonitorConfig
 from eqt_monitor.driver import sources_by_station
 from eqt_monitor.errors import UserError, one_line
 from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.replay import replay
 
 # loggers whose warnings mean the chunk's data was bad (undecodable records, wrong rates, dropped records)
 BAD_DATA_LOGGERS = ("eqt_monitor.sources", "eqt_monitor.pipeline")
@@ -78,10 +79,6 @@ class ChunkResult:
     error: str | None = None  # the task raised: no picks from it
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0  # the worker process's peak so far
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.problems
 
 
 def settings_digest(config: MonitorConfig, model: ModelRef) -> str:
@@ -162,8 +159,6 @@ class _BadData(logging.Handler):
 def run_chunk(chunk: Chunk, config: MonitorConfig, model: ModelRef, read_s: float = 3600.0) -> ChunkResult:
     """Replay one chunk on this worker (``read_s``: seconds read at a time); never raises: a failure
     is the result's ``error``, bad-data warnings its ``problems``."""
-    from eqt_monitor.replay import replay
-
     t0 = time.perf_counter()
     result = ChunkResult(chunk.index)
     watcher = _BadData()
