@@ -104,6 +104,7 @@ def replay(
     chunk_s: float = 3600.0,
     probabilities: Path | None = None,
     progress: bool = True,
+    require_data: bool = True,
 ) -> tuple[ReplaySummary, list[Pick], list[Detection]]:
     """Run the pipeline over ``[start, end)`` and return the summary, picks and detections.
 
@@ -167,7 +168,8 @@ def replay(
         bar.close()
         for src in sources.values():
             src.close()
-    _report_missing(groups, has_data, start, end)
+    if has_data or require_data:
+        _report_missing(groups, has_data, start, end)
     if probability_files:
         probability_files.write()
     summary.picks, summary.detections = len(picks), len(detections)
@@ -184,7 +186,6 @@ def replay_into_catalog(config: MonitorConfig, catalog: Catalog, *, start: float
     """``eqt-monitor replay``: :func:`replay` into ``catalog``, then (``locate``) associate, locate and
     measure ML over the span, and write the span's picks as EqT CSV and its events as QuakeML if asked.
     ``options`` go to :func:`replay` (``chunk_s``, ``probabilities``, ``progress``)."""
-    from eqt_monitor.catalog.export import export_quakeml, write_eqt_csv
     from eqt_monitor.driver import fetcher
     from eqt_monitor.locate import locate_span
 
@@ -193,12 +194,20 @@ def replay_into_catalog(config: MonitorConfig, catalog: Catalog, *, start: float
                            weights_sha256=weights_sha256, source=source, catalog=catalog, **options)
     if locate:
         summary.events = len(locate_span(catalog, config, start, end, fetcher(config, source)))
+    export_span(catalog, config, start, end, picks_csv=picks_csv, quakeml=quakeml)
+    summary.wall_s = time.perf_counter() - t_wall
+    return summary
+
+
+def export_span(catalog: Catalog, config: MonitorConfig, start: float, end: float, *,
+                picks_csv: Path | None = None, quakeml: Path | None = None) -> None:
+    """The span's picks as EqT CSV (``picks_csv``) and its events as QuakeML (``quakeml``), where asked."""
+    from eqt_monitor.catalog.export import export_quakeml, write_eqt_csv
+
     if picks_csv:
         write_eqt_csv(catalog, picks_csv, start=start, end=end)
     if quakeml:
         export_quakeml(catalog, quakeml, start=start, end=end, agency=config.agency)
-    summary.wall_s = time.perf_counter() - t_wall
-    return summary
 
 
 def _report_missing(groups: dict[str, list[StationKey]], has_data: set[StationKey], start: float, end: float) -> None:

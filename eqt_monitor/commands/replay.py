@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
     parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
+                        "(a running scheduler); default: the config's 'cluster:', else in this process")
+    parser.add_argument("--group", type=int, default=1, help="with --cluster: stations per task (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
     if not 0 < args.chunk <= 86400:
         raise UserError(f"--chunk: must be between 0 and 86400 seconds, got {args.chunk}")
+    cluster = args.cluster or config.cluster
+    if cluster:
+        from eqt_monitor.config import cluster_spec_problem
+
+        if problem := cluster_spec_problem(cluster):
+            raise UserError(f"--cluster: {problem}")
+        if args.probabilities:
+            raise UserError("--probabilities is not supported with --cluster (the client holds picks only)")
+    if args.group < 1:
+        raise UserError(f"--group: must be at least 1 station per task, got {args.group}")
     name = args.model or config.model.name
     get_spec(name)
     if args.weights and not args.weights.is_file():
@@ -69,15 +82,18 @@ def run(args: argparse.Namespace) -> int:
 
     from eqt_monitor.catalog.store import Catalog
 
-    with Catalog(args.db or config.catalog) as catalog:  # a bad catalog file is named before Keras loads
-        from eqt_monitor.model.backend import configure
+    Catalog(args.db or config.catalog).close()  # a bad catalog file is named before Keras loads
+    from eqt_monitor.model.backend import configure
 
-        configure(args.backend or config.model.backend)
-        from eqt_monitor.model.load import load_model
-        from eqt_monitor.replay import replay_into_catalog
+    configure(args.backend or config.model.backend)
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.replay import replay_into_catalog
 
-        weights = args.weights or (config.model.weights if name == config.model.name else None)
-        loaded = load_model(name, weights)
+    weights = args.weights or (config.model.weights if name == config.model.name else None)
+    if cluster:
+        return _run_on_cluster(args, config, name, weights, cluster, start, end)
+    loaded = load_model(name, weights)
+    with Catalog(args.db or config.catalog) as catalog:
         summary = replay_into_catalog(
             config, catalog, start=start, end=end, predict_fn=loaded.predict, model_name=name,
             weights_sha256=loaded.weights_sha256 or "random", source=args.source, locate=not args.no_events,
@@ -87,4 +103,30 @@ def run(args: argparse.Namespace) -> int:
     print(summary.line())
     for key, (first, last) in sorted(summary.coverage.items()):
         log.debug("%s: probabilities from %s to %s", key, first, last)
+    return 0
+
+
+def _run_on_cluster(args: argparse.Namespace, config, name: str, weights, cluster: str, start: float, end: float) -> int:
+    """``--cluster``: the client resolves the weights (workers load them), replays on Dask and prints
+    the summary line; failed chunks go to stderr and make the exit status 1."""
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.cluster.client import replay_on_cluster
+    from eqt_monitor.cluster.tasks import ModelRef
+    from eqt_monitor.model.load import resolve_weights
+    from eqt_monitor.model.registry import sha256_file
+    from eqt_monitor.model.spec import get_spec
+    from eqt_monitor.replay import export_span
+
+    path = resolve_weights(get_spec(name), weights)
+    model = ModelRef(name, str(path.resolve()) if path else None, sha256_file(path) if path else "random",
+                     args.backend or config.model.backend)
+    with Catalog(args.db or config.catalog) as catalog:
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=model, cluster=cluster,
+                                    source=args.source, chunk_s=args.chunk, group_size=args.group,
+                                    locate=not args.no_events, progress=not args.no_progress and sys.stderr.isatty())
+        export_span(catalog, config, start, end, picks_csv=args.picks_csv, quakeml=args.quakeml)
+    print(summary.line() + f", {summary.chunks} chunks ({summary.skipped} done before)")
+    if summary.failed:
+        print(summary.failures(), file=sys.stderr)
+        return 1
     return 0

@@ -16,7 +16,8 @@ import yaml
 
 from eqt_monitor.config.document import YamlDocument, check_keys, dataclass_section, read_text, typed
 from eqt_monitor.config.settings import (
-    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, ModelConfig, MonitorConfig, StationConfig, code_problem,
+    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, ModelConfig, MonitorConfig, StationConfig, cluster_spec_problem,
+    code_problem,
 )
 from eqt_monitor.config.stationxml import stationxml_problem, stations_from_inventory
 from eqt_monitor.errors import ConfigError, FieldError, UserError, show
@@ -126,7 +127,7 @@ def load_config(path: str | Path) -> MonitorConfig:
     base = path.resolve().parent
     top = doc.mapping(doc.root, "")
     allowed = {"source", "sources", "stations", "model", "buffer", "catalog", "state_dir", "metrics", "association",
-               "inventory", "agency"}
+               "inventory", "agency", "cluster"}
     check_keys(doc, top, allowed, "")
     if "stations" not in top:
         raise doc.error(doc.root, "stations", "missing: list the stations to monitor")
@@ -214,6 +215,11 @@ def load_config(path: str | Path) -> MonitorConfig:
         config.association = _association(doc, top["association"][1])
     if "agency" in top:
         config.agency = typed(doc, top["agency"][1], "agency", str)
+    if "cluster" in top:
+        config.cluster = typed(doc, top["cluster"][1], "cluster", str)
+        problem = cluster_spec_problem(config.cluster)
+        if problem:
+            raise doc.error(top["cluster"][1], "cluster", problem)
     return config
 
 

@@ -71,6 +71,7 @@ class MonitorConfig:
     association: AssociatorConfig = field(default_factory=AssociatorConfig)
     inventories: list[Path] = field(default_factory=list)  # StationXML files: coordinates and responses (ML)
     agency: str = "XX"
+    cluster: str | None = None  # replay on Dask: local, local:N or tcp://HOST:PORT (see cluster_spec_problem)
 
     def coordinates(self) -> dict[str, tuple[float, float, float]]:
         """``NET.STA.LOC -> (lat, lon, elevation_m)`` for every station with coordinates."""
@@ -83,3 +84,16 @@ def code_problem(kind: str, code: str | None) -> str | None:
     """What is wrong with a ``network``/``station``/``location`` code (see ``CODE_PATTERNS``), else ``None``."""
     pattern, rule = CODE_PATTERNS[kind]
     return None if code is not None and pattern.match(code) else f"expected {rule}"
+
+
+def cluster_spec_problem(spec: str) -> str | None:
+    """What is wrong with a cluster spec (``local``, ``local:N``, ``tcp://HOST:PORT``), else ``None``."""
+    if spec == "local":
+        return None
+    if spec.startswith("local:"):
+        n = spec[len("local:"):]
+        return None if n.isdigit() and 0 < int(n) <= 1024 else f"expected local:N with 1 <= N <= 1024, got {spec!r}"
+    if spec.startswith("tcp://"):
+        host, _, port = spec[len("tcp://"):].rpartition(":")
+        return None if host and port.isdigit() and 0 < int(port) <= 65535 else f"expected tcp://HOST:PORT, got {spec!r}"
+    return f"expected local, local:N or tcp://HOST:PORT, got {spec!r}"

@@ -41,13 +41,14 @@ class LiveAssociator:
     """
 
     def __init__(self, stations: Coordinates, config: AssociatorConfig = AssociatorConfig(),
-                 store: EventStore | None = None):
+                 store: EventStore | None = None, horizon_key: str = HORIZON_KEY):
         self._octo = PyOctoLocator(stations, config)
         self.store = store
         self._pending: dict[tuple[str, str, int], Pick] = {}
         self.horizon = -math.inf  # events with origin time before this are settled
+        self.horizon_key = horizon_key  # the state key the horizon is stored under (one per feed)
         if store is not None:
-            saved = store.get_state(HORIZON_KEY)
+            saved = store.get_state(horizon_key)
             if saved is not None:
                 self.horizon = float(saved)
                 used = store.associated_pick_ids(start=self.horizon - self.max_travel_time)
@@ -81,7 +82,7 @@ class LiveAssociator:
                                between=(self.horizon, new_horizon))
         settled = [e for e in found if self.horizon <= e.origin.time < new_horizon]
         if self.store is not None:
-            state = {HORIZON_KEY: repr(new_horizon)} if math.isfinite(new_horizon) else {}
+            state = {self.horizon_key: repr(new_horizon)} if math.isfinite(new_horizon) else {}
             committed = self.store.add_events(settled, state=state)
         else:
             committed = settled
@@ -97,4 +98,4 @@ class LiveAssociator:
         if new_horizon > self.horizon and math.isfinite(new_horizon):
             self.horizon = new_horizon
             if self.store is not None:
-                self.store.set_state(HORIZON_KEY, repr(new_horizon))
+                self.store.set_state(self.horizon_key, repr(new_horizon))

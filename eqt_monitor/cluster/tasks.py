@@ -1,0 +1,181 @@
+"""The unit of work of a cluster replay: one station group over one time chunk, run on a worker.
+
+A task is the serial :func:`eqt_monitor.replay.replay` over ``[chunk.start, chunk.end)`` for its
+stations, read from the source URI by the worker itself; replay reads ``CONTEXT_S`` beyond each
+end and keeps the picks inside, so the pieces' picks are the whole span's. The model is loaded
+once per worker process (``worker_model``). What comes back is picks, detections and counts —
+never waveforms.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+
+import obspy
+
+from eqt_monitor.catalog.ids import digest
+from eqt_monitor.config import MonitorConfig
+from eqt_monitor.driver import sources_by_station
+from eqt_monitor.errors import UserError, one_line
+from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.replay import replay
+
+# loggers whose warnings mean the chunk's data was bad (undecodable records, wrong rates, dropped records)
+BAD_DATA_LOGGERS = ("eqt_monitor.sources", "eqt_monitor.pipeline")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a worker loads: name, weights file (a path every worker can read) and its sha256."""
+
+    name: str
+    weights: str | None
+    sha256: str
+    backend: str = "tensorflow"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One task: ``stations`` (all read from ``uri``) over ``[start, end)``; ``index`` is its place in the plan."""
+
+    index: int
+    uri: str
+    stations: tuple[StationKey, ...]
+    start: float
+    end: float
+
+    @property
+    def station_hours(self) -> float:
+        return len(self.stations) * (self.end - self.start) / 3600.0
+
+    @property
+    def label(self) -> str:
+        """``NET.STA.LOC[,…] START..END`` for messages."""
+        names = ",".join(k.id for k in self.stations)
+        return f"{names} {obspy.UTCDateTime(self.start)}..{obspy.UTCDateTime(self.end)}"
+
+    def state_key(self, settings: str) -> str:
+        """The catalog ``state`` key recording this chunk as finished under pipeline ``settings``."""
+        ids = ",".join(k.id + "." + k.channel_prefix for k in self.stations)
+        return f"replay-chunk/{digest(settings, self.uri, ids, repr(self.start), repr(self.end))}"
+
+
+@dataclass
+class ChunkResult:
+    """What a task sends back: the chunk's picks and detections (in span), counts, and trouble."""
+
+    index: int
+    picks: list[Pick] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+    station_seconds: float = 0.0
+    windows: int = 0
+    coverage: dict[StationKey, tuple[float, float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # bad-data warnings: the chunk is reported, not marked done
+    error: str | None = None  # the task raised: no picks from it
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0  # the worker process's peak so far
+
+
+def settings_digest(config: MonitorConfig, model: ModelRef) -> str:
+    """What makes a finished chunk's picks valid: the weights and the pipeline settings."""
+    m = config.model
+    return digest(model.name, model.sha256, m.step, m.detection_threshold, m.p_threshold, m.s_threshold,
+                  m.batch_size, dataclasses.asdict(config.buffer))
+
+
+def plan_chunks(config: MonitorConfig, source: str | None, start: float, end: float, chunk_s: float,
+                group_size: int = 1) -> list[Chunk]:
+    """Tasks over ``[start, end)``: time chunks of ``chunk_s`` (the first starts at ``start``) ×
+    groups of up to ``group_size`` stations sharing a source, ordered by time, then group."""
+    groups: list[tuple[str, tuple[StationKey, ...]]] = []
+    for uri, keys in sorted(sources_by_station(config, source).items()):
+        keys = sorted(keys, key=str)
+        groups += [(uri, tuple(keys[i:i + group_size])) for i in range(0, len(keys), group_size)]
+    chunks: list[Chunk] = []
+    for i in range(max(1, math.ceil((end - start) / chunk_s))):
+        t0, t1 = start + i * chunk_s, min(end, start + (i + 1) * chunk_s)
+        chunks += [Chunk(len(chunks) + j, uri, keys, t0, t1) for j, (uri, keys) in enumerate(groups)]
+    return chunks
+
+
+def subconfig(config: MonitorConfig, chunk: Chunk) -> MonitorConfig:
+    """``config`` with only the chunk's stations (what a task is shipped)."""
+    wanted = set(chunk.stations)
+    return dataclasses.replace(config, stations=[s for s in config.stations if s.key in wanted])
+
+
+_MODELS: dict[tuple[str, str | None, str], object] = {}
+
+
+def worker_threads() -> int:
+    """Threads of the Dask worker this runs in (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def worker_model(ref: ModelRef):
+    """The model, loaded once per process (keyed by name, weights and sha256), its intra-op thread
+    pool sized to the worker's threads."""
+    key = (ref.name, ref.weights, ref.sha256)
+    if key not in _MODELS:
+        from eqt_monitor.model.backend import configure
+
+        if ref.backend == "tensorflow" and "keras" not in sys.modules:
+            import tensorflow as tf  # before configure(), which starts TensorFlow's runtime
+
+            tf.config.threading.set_intra_op_parallelism_threads(worker_threads())
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        configure(ref.backend)
+        from eqt_monitor.model.load import load_model
+
+        loaded = load_model(ref.name, ref.weights)
+        if (loaded.weights_sha256 or "random") != ref.sha256:
+            raise UserError(f"weights {ref.weights}: sha256 on this worker is {loaded.weights_sha256}, the client's {ref.sha256}")
+        _MODELS[key] = loaded
+    return _MODELS[key]
+
+
+class _BadData(logging.Handler):
+    """Collects the warnings of ``BAD_DATA_LOGGERS`` while a task runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(BAD_DATA_LOGGERS):
+            self.messages.append(one_line(record.getMessage(), 300))
+
+
+def run_chunk(chunk: Chunk, config: MonitorConfig, model: ModelRef, read_s: float = 3600.0) -> ChunkResult:
+    """Replay one chunk on this worker (``read_s``: seconds read at a time); never raises: a failure
+    is the result's ``error``, bad-data warnings its ``problems``."""
+    t0 = time.perf_counter()
+    result = ChunkResult(chunk.index)
+    watcher = _BadData()
+    root = logging.getLogger("eqt_monitor")
+    root.addHandler(watcher)
+    try:
+        loaded = worker_model(model)
+        summary, picks, detections = replay(
+            config, start=chunk.start, end=chunk.end, predict_fn=loaded.predict, model_name=model.name,
+            weights_sha256=model.sha256, source=chunk.uri, chunk_s=read_s, progress=False, require_data=False)
+        result.picks, result.detections = picks, detections
+        result.station_seconds, result.windows, result.coverage = summary.station_seconds, summary.windows, summary.coverage
+    except Exception as exc:  # reported with the chunk; the other chunks go on
+        result.error = one_line(f"{type(exc).__name__}: {exc}", 300)
+    finally:
+        root.removeHandler(watcher)
+    result.problems = watcher.messages[:5]
+    result.wall_s = time.perf_counter() - t0
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return result

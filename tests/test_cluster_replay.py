@@ -1,0 +1,248 @@
+"""``replay --cluster`` on real Dask: a LocalCluster and a real ``dask scheduler`` with two ``dask
+worker`` processes on 127.0.0.1, over the real archives in ../shared, against the serial replay."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import obspy
+import pytest
+
+from eqt_monitor.config import load_config
+from eqt_monitor.errors import ConfigError
+from test_replay import assert_same_picks, ridgecrest_config, run
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+T = lambda s: obspy.UTCDateTime(s).timestamp  # noqa: E731
+CHILE = ("2014-05-01T00:00", "2014-05-01T01:00")  # 2 stations x 4 chunks of 15 min = 8 tasks
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def model(original_weights):
+    from eqt_monitor.model.load import load_model
+
+    return load_model("original", original_weights)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A ``dask scheduler`` and two single-threaded ``dask worker`` processes on 127.0.0.1 (stopped after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("dask")
+    cwd = dict(cwd=logs, env=ENV, stdout=subprocess.DEVNULL, stderr=open(logs / "dask.log", "w"))
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], **cwd)]
+    procs += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                                "--name", f"w{i}"], **cwd) for i in range(2)]
+    try:
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cli(*args: str, db: Path, wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    cmd = [sys.executable, "-m", "eqt_monitor.cli", "replay", *args, "--db", str(db), "--no-progress"]
+    if not wait:
+        return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400)
+
+
+def chile(*args: str, db: Path, span=CHILE, config: Path = ROOT / "stations.yaml", **kw):
+    return cli("--config", str(config), "--start", span[0], "--end", span[1], "--chunk", "900", "--no-events",
+               *args, db=db, **kw)
+
+
+def rows(db: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+
+
+def catalog_picks(db: Path):
+    from eqt_monitor.catalog.store import Catalog
+
+    with Catalog(db) as catalog:
+        return catalog.picks(), catalog.detections()
+
+
+def assert_same_detections(got, expected):
+    key = lambda d: (d.station, round(d.start, 2), round(d.end, 2))  # noqa: E731
+    assert sorted(map(key, got)) == sorted(map(key, expected))
+
+
+def test_cluster_spec_in_config_is_validated(tmp_path):
+    text = (ROOT / "stations.yaml").read_text().replace("agency: GFZ", "agency: GFZ\ncluster: {}")
+    for spec, ok in (("local", True), ("local:3", True), ("tcp://10.0.0.5:8786", True), ("local:0", False),
+                     ("lokal", False), ("tcp://nohost", False)):
+        (tmp_path / "s.yaml").write_text(text.format(spec))
+        if ok:
+            assert load_config(tmp_path / "s.yaml").cluster == spec
+        else:
+            with pytest.raises(ConfigError, match=r"s\.yaml:\d+: cluster: expected"):
+                load_config(tmp_path / "s.yaml")
+
+
+@pytest.mark.slow
+def test_ridgecrest_serial_equals_local_cluster_equals_scheduler(shared, model, scheduler, tmp_path):
+    config = ridgecrest_config(shared)
+    start, end = "2019-07-07T08:00", "2019-07-07T08:25"
+    _, picks, detections = run(model, config, T(start), T(end))
+    (tmp_path / "rc.yaml").write_text(
+        f"source: file://{shared}/data/ridgecrest_2019/*.mseed\nstations:\n"
+        + "".join(f"  - {{network: PB, station: {s}, channels: 'EH?'}}\n" for s in ("B916", "B917", "B918", "B921")))
+    args = ("--config", str(tmp_path / "rc.yaml"), "--start", start, "--end", end, "--chunk", "600", "--no-events")
+    results = {}
+    for spec in ("local:2", scheduler):
+        db = tmp_path / f"{spec.replace('/', '_').replace(':', '_')}.sqlite"
+        done = cli(*args, "--cluster", spec, db=db)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "12 chunks (0 done before)" in done.stdout
+        got_picks, got_dets = catalog_picks(db)
+        assert len(got_picks) > 20
+        assert_same_picks(got_picks, picks)
+        assert_same_detections(got_dets, detections)
+        results[spec] = (rows(db, "picks"), rows(db, "detections"))
+    assert results["local:2"] == results[scheduler]  # same tasks, same batches: the very same rows
+
+
+@pytest.fixture(scope="module")
+def chile_clean(shared, model, scheduler, tmp_path_factory):
+    """Chile, 8 tasks on the scheduler with one worker SIGKILLed while it runs a task; the serial picks."""
+    config = load_config(ROOT / "stations.yaml")
+    _, picks, detections = run(model, config, T(CHILE[0]), T(CHILE[1]))
+    db = tmp_path_factory.mktemp("chile") / "clean.sqlite"
+    proc = chile("--cluster", scheduler, db=db, wait=False)
+    with distributed.Client(scheduler) as client:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            busy = [w for w, tasks in client.processing().items() if any("eqt-chunk" in str(t) for t in tasks)]
+            if busy:
+                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no task ran")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        client.wait_for_workers(2, timeout=90)  # the nanny restarts the killed worker
+    return db, picks, detections
+
+
+@pytest.mark.slow
+def test_chile_eight_tasks_with_a_worker_killed_equal_serial(chile_clean):
+    db, picks, detections = chile_clean
+    got_picks, got_dets = catalog_picks(db)
+    assert len(got_picks) > 50
+    assert_same_picks(got_picks, picks)
+    assert_same_detections(got_dets, detections)
+
+
+@pytest.mark.slow
+def test_client_killed_half_way_then_rerun_equals_one_clean_run(chile_clean, scheduler, tmp_path):
+    db = tmp_path / "resumed.sqlite"
+    proc = chile("--cluster", scheduler, db=db, wait=False)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as con:
+                    if con.execute("SELECT count(*) FROM state WHERE key LIKE 'replay-chunk/%'").fetchone()[0] >= 3:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = chile("--cluster", scheduler, db=db)
+    assert again.returncode == 0, again.stderr[-2000:]
+    skipped = int(again.stdout.split("chunks (")[1].split(" done before")[0])
+    assert 3 <= skipped < 8
+    for table in ("picks", "detections"):
+        assert rows(db, table) == rows(chile_clean[0], table)
+
+
+@pytest.mark.slow
+def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_path):
+    sds = tmp_path / "sds"
+    for src in (shared / "data/chile_2014/sds").rglob("*.D.2014.121"):
+        dst = sds / src.relative_to(shared / "data/chile_2014/sds")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        raw = src.read_bytes()
+        if "PB01..HHZ" in src.name:  # garbage bytes in the middle of a record, 10 minutes in
+            at = len(raw) // 72 + 100
+            raw = raw[:at] + bytes(range(256)) * 8 + raw[at + 2048:]
+        dst.write_bytes(raw)
+    config = tmp_path / "stations.yaml"
+    config.write_text((ROOT / "stations.yaml").read_text().replace("sds://../shared/data/chile_2014/sds", f"sds://{sds}"))
+    span = (CHILE[0], "2014-05-01T00:30")
+    done = chile("--cluster", scheduler, db=tmp_path / "bad.sqlite", span=span, config=config)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "replay: 2 of 4 chunk(s) failed:" in done.stderr
+    assert "CX.PB01. 2014-05-01T00:00:00.000000Z..2014-05-01T00:15:00.000000Z: bad data" in done.stderr
+    assert "CX.PB02." not in done.stderr and "run the same command again" in done.stderr
+    got = [p for p in catalog_picks(tmp_path / "bad.sqlite")[0] if p.station.station == "PB02"]
+    clean = [p for p in catalog_picks(chile_clean[0])[0] if p.station.station == "PB02" and p.time < T(span[1])]
+    assert len(clean) > 10
+    assert_same_picks(got, clean)
+
+
+def salton(shared):
+    from eqt_monitor.config import config_from_inventory
+
+    return config_from_inventory(shared / "data/salton_sea_2020/stations.xml", [f"file://{shared}/data/salton_sea_2020/mseed"])
+
+
+def event_rows(catalog) -> list[tuple]:
+    return sorted((round(e.origin.time, 2), round(e.origin.latitude, 4), round(e.origin.longitude, 4),
+                   sorted(a.pick.id for a in e.arrivals)) for e in catalog.events())
+
+
+@pytest.mark.slow
+def test_salton_sea_events_equal_serial_and_blocks_commit_once(shared, model, scheduler, tmp_path):
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.cluster.client import replay_on_cluster
+    from eqt_monitor.cluster.tasks import ModelRef
+    from eqt_monitor.replay import replay_into_catalog
+
+    config, start, end = salton(shared), T("2020-10-01T00:00"), T("2020-10-01T00:03")
+    ref = ModelRef("original", str(model.weights_path), model.weights_sha256)
+    with Catalog(tmp_path / "serial.sqlite") as serial:
+        replay_into_catalog(config, serial, start=start, end=end, predict_fn=model.predict, model_name="original",
+                            weights_sha256=model.weights_sha256, progress=False)
+        expected = event_rows(serial)
+    assert len(expected) >= 2
+    with Catalog(tmp_path / "cluster.sqlite") as catalog:
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                    chunk_s=90.0, progress=False)
+        assert summary.chunks == 32 and not summary.failed
+        assert event_rows(catalog) == expected
+    with Catalog(tmp_path / "blocks.sqlite") as catalog:  # association in 60 s blocks as the chunks complete
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                    chunk_s=60.0, progress=False, association_block_s=60.0)
+        blocks = event_rows(catalog)
+        assert summary.events == len(blocks) >= len(expected) - 1
+        again = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                  chunk_s=60.0, progress=False, association_block_s=60.0)
+        assert again.skipped == again.chunks and again.events == 0 and event_rows(catalog) == blocks
