@@ -100,6 +100,7 @@ class StationPipeline:
         self.policy = config.buffer
         self.engine = Engine(predict_fn, engine_config(config), on_station_error=on_station_error)
         self.buffers: dict[StationKey, StationBuffer] = {}
+        self.orientations = {s.key: s.orientation for s in config.stations}  # per station, for its buffer
         self._lookup = StationLookup()
         self._touched: set[StationKey] = set()
         self._on_segment, self._observer = on_segment, observer
@@ -111,14 +112,18 @@ class StationPipeline:
         """The stations, sorted."""
         return sorted(self.buffers, key=str)
 
-    def add_station(self, key: StationKey) -> None:
-        """Start buffering ``key`` (a new station, or one reset after a failure)."""
-        self.buffers[key] = StationBuffer(key, policy=self.policy)
+    def add_station(self, key: StationKey, orientation: dict[str, tuple[float, float]] | None = None) -> None:
+        """Start buffering ``key`` (a new station with its channels' ``orientation``, or one reset
+        after a failure, which keeps the orientation it had)."""
+        if orientation is not None:
+            self.orientations[key] = orientation
+        self.buffers[key] = StationBuffer(key, policy=self.policy, orientation=self.orientations.get(key))
         self._lookup.add(key)
 
     def remove_station(self, key: StationKey) -> None:
         """Drop a station, its buffer and what the engine held of it."""
         self.buffers.pop(key, None)
+        self.orientations.pop(key, None)
         self._lookup.remove(key)
         self._touched.discard(key)
         self.engine.remove(key)

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``replay`` (DESIGN.md §3)."""
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--config", type=Path, help="stations.yaml")
-    which.add_argument("--inventory", type=Path, help="StationXML: every station and channel in it, with coordinates")
+    which.add_argument("--inventory", help="StationXML file or fdsn://HOST[:PORT]?network=…&station=… (a station "
+                       "service, cached in ./state): every station and channel in it, with coordinates")
     parser.add_argument("--source", help="source URI (sds:///…, file:///…, fdsn://host:port); overrides the config's")
     parser.add_argument("--start", required=True, help="span start, UTC (e.g. 2014-05-01T00:00)")
     parser.add_argument("--end", required=True, help="span end, UTC (exclusive)")

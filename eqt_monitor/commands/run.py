@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from obspy import UTCDateTime
 
     from eqt_monitor.config import load_config
+    from eqt_monitor.live.metrics import RECORDER
 
-    config = load_config(args.config)
+    config = load_config(args.config, recorder=RECORDER)
     try:
         begin = UTCDateTime(args.begin).timestamp if args.begin else None
     except Exception:

@@ -7,6 +7,7 @@ file's own folder, so an example config works from any working directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -19,15 +20,18 @@ from eqt_monitor.config.settings import (
     BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, ModelConfig, MonitorConfig, StationConfig, cluster_spec_problem,
     code_problem,
 )
-from eqt_monitor.config.stationxml import stationxml_problem, stations_from_inventory
+from eqt_monitor.config.stationxml import (
+    channel_orientations, read_stationxml, stationxml_problem, stations_from_inventory,
+)
 from eqt_monitor.errors import ConfigError, FieldError, UserError, show
 from eqt_monitor.events.associator import AssociatorConfig
 from eqt_monitor.events.velocity import Layer
 from eqt_monitor.model.spec import get_spec
 from eqt_monitor.pipeline.buffer import GapPolicy
 from eqt_monitor.pipeline.engine import MAX_STEP
-from eqt_monitor.records import StationKey
+from eqt_monitor.records import NullRecorder, Recorder, StationKey
 from eqt_monitor.sources.registry import resolve_source
+from eqt_monitor.sources.stationservice import fetch_inventory, is_station_service
 
 _CHANNEL_PATTERN = re.compile(r"^[A-Z0-9]{2}[?*]$")
 
@@ -68,7 +72,28 @@ def _association(doc: YamlDocument, node: yaml.Node) -> AssociatorConfig:
         raise doc.error(node, "association", str(exc)) from None
 
 
-def _parse_station(doc: YamlDocument, node: yaml.Node, where: str, base: Path, inventories: list[Path]) -> list[StationConfig]:
+class _Inventories:
+    """The config's ``inventory:`` values as local StationXML files: a path is resolved against the
+    config's folder, an ``fdsn://`` station service is fetched into (or read from) ``state_dir``."""
+
+    def __init__(self, doc: YamlDocument, base: Path, state_dir: Path, recorder: Recorder) -> None:
+        self.doc, self.base, self.state_dir, self.recorder = doc, base, state_dir, recorder
+        self.paths: list[Path] = []
+
+    def add(self, node: yaml.Node, where: str) -> Path:
+        text = typed(self.doc, node, where, str)
+        if is_station_service(text):
+            try:
+                path = fetch_inventory(text, self.state_dir, self.recorder)
+            except UserError as exc:
+                raise self.doc.error(node, where, str(exc)) from None
+        else:
+            path = (self.base / text).resolve()
+        self.paths.append(path)
+        return path
+
+
+def _parse_station(doc: YamlDocument, node: yaml.Node, where: str, base: Path, inventories: _Inventories) -> list[StationConfig]:
     items = doc.mapping(node, where)
     allowed = {"network", "station", "location", "channels", "latitude", "longitude", "elevation", "source", "inventory"}
     check_keys(doc, items, allowed, where)
@@ -77,11 +102,10 @@ def _parse_station(doc: YamlDocument, node: yaml.Node, where: str, base: Path, i
         if extra:
             raise doc.error(items[sorted(extra)[0]][0], f"{where}.{sorted(extra)[0]}", "not allowed beside 'inventory'")
         inv_node = items["inventory"][1]
-        inv_path = (base / typed(doc, inv_node, f"{where}.inventory", str)).resolve()
-        inventories.append(inv_path)
+        inv_path = inventories.add(inv_node, f"{where}.inventory")
         source = _station_source(doc, items, where, base)
         try:
-            return [StationConfig(s.key, s.latitude, s.longitude, s.elevation, source) for s in stations_from_inventory(inv_path)]
+            return [dataclasses.replace(s, source=source) for s in stations_from_inventory(inv_path)]
         except ConfigError as exc:
             raise doc.error(inv_node, f"{where}.inventory", str(exc)) from None
     for required in ("network", "station", "channels"):
@@ -120,8 +144,11 @@ def _station_source(doc: YamlDocument, items: dict, where: str, base: Path) -> s
         raise doc.error(node, f"{where}.source", str(exc)) from None
 
 
-def load_config(path: str | Path) -> MonitorConfig:
-    """Read and validate a ``stations.yaml``; raises ``ConfigError`` with file, line and field."""
+def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorConfig:
+    """Read and validate a ``stations.yaml``; raises ``ConfigError`` with file, line and field.
+
+    ``recorder`` counts an ``inventory_fetch`` error when a station service is down and its
+    cached StationXML is used instead."""
     path = Path(path)
     doc = YamlDocument(path, read_text(path))
     base = path.resolve().parent
@@ -134,8 +161,15 @@ def load_config(path: str | Path) -> MonitorConfig:
     stations_node = top["stations"][1]
     if not isinstance(stations_node, yaml.SequenceNode) or not stations_node.value:
         raise doc.error(stations_node, "stations", "expected a non-empty list")
+    folders: dict[str, Path] = {}
+    for name, is_dir in (("catalog", False), ("state_dir", True)):
+        node = top.get(name, (None, doc.root))[1]
+        folder = (base / (typed(doc, node, name, str) if name in top else MonitorConfig.__dataclass_fields__[name].default)).resolve()
+        if folder.exists() and folder.is_dir() != is_dir:
+            raise doc.error(node, name, f"{folder} is {'a file' if is_dir else 'a folder'}, expected {'a folder' if is_dir else 'an SQLite file'}")
+        folders[name] = folder
     stations: list[StationConfig] = []
-    inventories: list[Path] = []
+    inventories = _Inventories(doc, base, folders["state_dir"], recorder or NullRecorder())
     seen: dict[StationKey, int] = {}
     for i, node in enumerate(stations_node.value):
         for cfg in _parse_station(doc, node, f"stations[{i}]", base, inventories):
@@ -189,19 +223,18 @@ def load_config(path: str | Path) -> MonitorConfig:
 
     if "inventory" in top:
         inv_node = top["inventory"][1]
-        inv_path = (base / typed(doc, inv_node, "inventory", str)).resolve()
+        inv_path = inventories.add(inv_node, "inventory")
         problem = stationxml_problem(inv_path)
         if problem:
             raise doc.error(inv_node, "inventory", problem)
-        inventories.append(inv_path)
+        try:
+            orientations = channel_orientations(read_stationxml(inv_path))
+        except ConfigError as exc:
+            raise doc.error(inv_node, "inventory", str(exc)) from None
+        stations = [s if s.orientation is not None else dataclasses.replace(s, orientation=orientations.get(s.key))
+                    for s in stations]
     config = MonitorConfig(path=path, stations=stations, sources=sources, model=model, buffer=buffer,
-                           inventories=inventories)
-    for name, is_dir in (("catalog", False), ("state_dir", True)):
-        node = top.get(name, (None, doc.root))[1]
-        folder = (base / (typed(doc, node, name, str) if name in top else getattr(config, name))).resolve()
-        if folder.exists() and folder.is_dir() != is_dir:
-            raise doc.error(node, name, f"{folder} is {'a file' if is_dir else 'a folder'}, expected {'a folder' if is_dir else 'an SQLite file'}")
-        setattr(config, name, folder)
+                           inventories=inventories.paths, **folders)
     if "metrics" in top:
         metrics = doc.mapping(top["metrics"][1], "metrics")
         check_keys(doc, metrics, {"addr"}, "metrics")

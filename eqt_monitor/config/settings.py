@@ -31,6 +31,8 @@ class StationConfig:
     longitude: float | None = None
     elevation: float = 0.0  # metres
     source: str | None = None  # overrides the config-wide sources for this station
+    # channel code -> (azimuth, dip) in degrees from the inventory (the latest epoch); None: unknown
+    orientation: dict[str, tuple[float, float]] | None = field(default=None, hash=False)
 
     @property
     def channels(self) -> str:

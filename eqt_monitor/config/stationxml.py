@@ -7,6 +7,7 @@ from pathlib import Path
 from eqt_monitor.config.settings import CODE_PATTERNS, MonitorConfig, StationConfig, code_problem
 from eqt_monitor.errors import ConfigError, one_line, show
 from eqt_monitor.records import StationKey
+from eqt_monitor.sources.stationservice import fetch_inventory, is_station_service
 
 def stationxml_problem(path: Path) -> str | None:
     """Why ``path`` is not a StationXML file (missing, or no ``<FDSNStationXML`` near its start), else ``None``."""
@@ -33,6 +34,22 @@ def read_stationxml(path: Path):
         raise ConfigError(one_line(f"{path}: not a readable StationXML file ({type(exc).__name__}: {exc})")) from None
 
 
+def channel_orientations(inventory) -> dict[StationKey, dict[str, tuple[float, float]]]:
+    """Per station, ``channel code -> (azimuth, dip)`` of every Z/N/E/1/2 channel that has both
+    (the latest epoch of a channel wins)."""
+    out: dict[StationKey, dict[str, tuple[float, float]]] = {}
+    for network in inventory:
+        for station in network:
+            for channel in sorted(station.channels, key=lambda c: c.start_date or 0):
+                if len(channel.code) != 3 or channel.code[2] not in "ZNE12":
+                    continue
+                if channel.azimuth is None or channel.dip is None:
+                    continue
+                key = StationKey(network.code, station.code, channel.location_code or "", channel.code[:2])
+                out.setdefault(key, {})[channel.code] = (float(channel.azimuth), float(channel.dip))
+    return out
+
+
 def stations_from_inventory(path: str | Path) -> list[StationConfig]:
     """Every station and band+instrument group in a StationXML file, with coordinates.
 
@@ -41,6 +58,7 @@ def stations_from_inventory(path: str | Path) -> list[StationConfig]:
     """
     path = Path(path)
     inventory = read_stationxml(path)
+    orientations = channel_orientations(inventory)
     groups: dict[StationKey, StationConfig] = {}
     for network in inventory:
         for station in network:
@@ -54,13 +72,18 @@ def stations_from_inventory(path: str | Path) -> list[StationConfig]:
                 lat = channel.latitude if channel.latitude is not None else station.latitude
                 lon = channel.longitude if channel.longitude is not None else station.longitude
                 elev = channel.elevation if channel.elevation is not None else station.elevation
-                groups.setdefault(key, StationConfig(key, float(lat), float(lon), float(elev or 0.0)))
+                groups.setdefault(key, StationConfig(key, float(lat), float(lon), float(elev or 0.0),
+                                                     orientation=orientations.get(key)))
     if not groups:
         raise ConfigError(f"{path}: no channels with Z/N/E or Z/1/2 components found")
     return sorted(groups.values(), key=lambda s: s.key)
 
 
 def config_from_inventory(path: str | Path, sources: list[str] | None = None) -> MonitorConfig:
-    """A ``MonitorConfig`` with defaults for every station in a StationXML file (``replay --inventory``)."""
-    return MonitorConfig(path=None, stations=stations_from_inventory(path), sources=list(sources or []),
-                         inventories=[Path(path).resolve()])
+    """A ``MonitorConfig`` with defaults for every station in a StationXML file or an ``fdsn://``
+    station service (fetched into the default state folder; ``replay --inventory``)."""
+    config = MonitorConfig(path=None, stations=[], sources=list(sources or []))
+    if is_station_service(str(path)):
+        path = fetch_inventory(str(path), config.state_dir.resolve())
+    config.stations, config.inventories = stations_from_inventory(path), [Path(path).resolve()]
+    return config

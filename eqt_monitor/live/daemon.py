@@ -361,7 +361,7 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: re-read the config; start added stations, drop removed ones, keep the rest running."""
         try:
-            new = load_config(self.config.path)
+            new = load_config(self.config.path, recorder=metrics.RECORDER)  # refetches fdsn:// inventories
         except UserError as exc:
             metrics.ERRORS.labels(kind="reload").inc()
             log.error("reload: keeping the running configuration: %s", exc)
@@ -389,9 +389,12 @@ class Daemon:
         for key in sorted(old_keys - new_keys, key=str):
             self.pipeline.remove_station(key)
             self.health.remove_station(key)
+        orientation = {s.key: s.orientation for s in new.stations}
+        for key in old_keys & new_keys:  # a kept station's buffer keeps its rotation until it is reset
+            self.pipeline.orientations[key] = orientation[key]
         for key in sorted(new_keys - old_keys, key=str):
             self.progress.rejoin(key)
-            self.pipeline.add_station(key)
+            self.pipeline.add_station(key, orientation[key])
             self.health.add_station(key)
         with self._assoc_lock:
             self.associator = self._new_associator()

@@ -7,9 +7,10 @@ component has reached it. Replay and the live daemon both go through it.
 
 Rules (see docs/DESIGN.md, Decisions):
 
-- Components: the last letter of the channel code. ``Z``→Z, ``N``→N, ``E``→E, and for
-  stations with unoriented horizontals ``1``→N, ``2``→E, used as they are (no rotation).
-  Any other letter is dropped with one warning.
+- Components: the last letter of the channel code. ``Z``→Z, ``N``/``1``→N, ``E``/``2``→E;
+  with the station's ``orientation`` (azimuth, dip per channel) horizontals off north/east
+  are rotated to N/E as each segment is handed on (``orientation.Rotation``), without it
+  ``1``/``2`` are used as they are (one warning). Any other letter is dropped with one warning.
 - The station's 100 Hz sample grid starts at the first sample of each stretch; a record
   lands on the nearest grid sample (shift at most half a sample, as ObsPy's merge).
 - Overlaps and duplicates: the first-received samples win; later ones are dropped and
@@ -40,19 +41,20 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import obspy
 
 from eqt_monitor.errors import UserError
+from eqt_monitor.pipeline.orientation import Rotation
 from eqt_monitor.pipeline.resample import StreamingResampler, rate_ratio
 from eqt_monitor.records import SAMPLING_RATE, Segment, StationKey
 
 log = logging.getLogger(__name__)
 
-COMPONENT_SLOT = {"E": 0, "N": 1, "Z": 2, "2": 0, "1": 1}  # [E, N, Z]; 1→N, 2→E without rotation
+COMPONENT_SLOT = {"E": 0, "N": 1, "Z": 2, "2": 0, "1": 1}  # [E, N, Z]; 1→N, 2→E (rotated when oriented)
 SLOT_NAMES = "ENZ"
 MAX_FILL_S = 600.0  # longest gap a buffer fills (zeros or interpolation): 60 000 samples per component
 
@@ -136,8 +138,10 @@ class _Component:
 class StationBuffer:
     """Merges one station's records into contiguous 100 Hz [E, N, Z] segments (see the module doc)."""
 
-    def __init__(self, key: StationKey, *, policy: GapPolicy = GapPolicy(), channels: Sequence[str] | None = None) -> None:
+    def __init__(self, key: StationKey, *, policy: GapPolicy = GapPolicy(), channels: Sequence[str] | None = None,
+                 orientation: Mapping[str, tuple[float, float]] | None = None) -> None:
         self.key = key
+        self.rotation = Rotation(key, orientation)
         self.policy = policy
         self.stats = BufferStats()
         self.declared = None if channels is None else sorted({self._slot_of(c) for c in channels})
@@ -186,6 +190,7 @@ class StationBuffer:
         data = np.asarray(trace.data, dtype=np.float64)
         comp = self._components[COMPONENT_SLOT[letter]]
         comp.seen = True
+        self.rotation.saw(COMPONENT_SLOT[letter], stats.channel)
         finite = np.isfinite(data)
         runs = [(0, len(data))] if finite.all() else _runs(finite)
         if len(runs) != 1 or runs[0] != (0, len(data)):
@@ -415,7 +420,7 @@ class StationBuffer:
         segment = Segment(
             station=self.key,
             start=self._anchor + begin / SAMPLING_RATE,
-            data=out,
+            data=self.rotation.apply(out),
             stretch_start=self._stretch_open,
             stretch_end=stretch_end,
             filled=int(filled.sum()),
