@@ -73,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
         from eqt_monitor.model.backend import configure
 
         configure(args.backend or config.model.backend)
-        from eqt_monitor.model.load import load_model
+        from eqt_monitor.model.load import load_predictor
         from eqt_monitor.replay import replay_into_catalog
 
         weights = args.weights or (config.model.weights if name == config.model.name else None)
-        loaded = load_model(name, weights)
+        loaded, predict = load_predictor(name, weights, mc_dropout=config.model.mc_dropout, seed=config.model.mc_seed)
         summary = replay_into_catalog(
-            config, catalog, start=start, end=end, predict_fn=loaded.predict, model_name=name,
+            config, catalog, start=start, end=end, predict_fn=predict, model_name=name,
             weights_sha256=loaded.weights_sha256 or "random", source=args.source, locate=not args.no_events,
             picks_csv=args.picks_csv, quakeml=args.quakeml, chunk_s=args.chunk, probabilities=args.probabilities,
             progress=not args.no_progress and sys.stderr.isatty(),

@@ -16,7 +16,7 @@ import yaml
 
 from eqt_monitor.config.document import YamlDocument, check_keys, dataclass_section, read_text, typed
 from eqt_monitor.config.settings import (
-    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, ModelConfig, MonitorConfig, StationConfig, code_problem,
+    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, MAX_MC_DROPOUT, ModelConfig, MonitorConfig, StationConfig, code_problem,
 )
 from eqt_monitor.config.stationxml import stationxml_problem, stations_from_inventory
 from eqt_monitor.errors import ConfigError, FieldError, UserError, show
@@ -169,6 +169,8 @@ def load_config(path: str | Path) -> MonitorConfig:
     if not 0 < model.batch_size <= MAX_BATCH_SIZE:
         raise model_error("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} windows per model call (each costs "
                           f"~72 kB of input and several MB of activations), got {model.batch_size}")
+    if not 0 <= model.mc_dropout <= MAX_MC_DROPOUT:
+        raise model_error("mc_dropout", f"must be between 0 (off) and {MAX_MC_DROPOUT} passes per window, got {model.mc_dropout}")
     if model.backend not in BACKENDS:
         raise model_error("backend", f"expected one of {', '.join(BACKENDS)}, got {show(model.backend)}")
     try:
