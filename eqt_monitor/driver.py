@@ -36,7 +36,7 @@ def engine_config(config: MonitorConfig) -> EngineConfig:
     """The engine settings a ``MonitorConfig`` asks for."""
     m = config.model
     picker = PickerConfig(detection_threshold=m.detection_threshold, p_threshold=m.p_threshold, s_threshold=m.s_threshold)
-    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker)
+    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker, uncertainty=m.mc_dropout > 0)
 
 
 def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str, list[StationKey]]:
@@ -197,7 +197,8 @@ class CatalogWriter:
         re-runs its model with its window step, thresholds and gap policy (:func:`config_of_run`)."""
         m = config.model
         pipeline = {"step": m.step, "detection_threshold": m.detection_threshold, "p_threshold": m.p_threshold,
-                    "s_threshold": m.s_threshold, "buffer": dataclasses.asdict(config.buffer)}
+                    "s_threshold": m.s_threshold, "buffer": dataclasses.asdict(config.buffer),
+                    **({"mc_dropout": m.mc_dropout, "mc_seed": m.mc_seed} if m.mc_dropout else {})}
         self.catalog.set_stations(config.coordinates())
         self.catalog.add_run(Run(started=time.time(), source=",".join(sources), model=self.model,
                                  weights_sha256=self.weights_sha256, settings={**settings, **pipeline}))

@@ -43,6 +43,8 @@ class Pick:
     probability: float
     snr: float | None = None  # EqT's definition, in dB
     amplitude: float | None = None  # peak absolute amplitude of the raw data around the pick, in counts
+    probability_std: float | None = None  # Monte-Carlo dropout: std of the probability at the pick
+    time_uncertainty: float | None = None  # Monte-Carlo dropout: seconds (picker.time_uncertainty)
     id: str = field(default="", compare=False)  # resource id, set once the weights that made it are known
 
 
@@ -54,6 +56,7 @@ class Detection:
     start: float
     end: float
     probability: float  # mean detection probability over the run
+    probability_std: float | None = None  # Monte-Carlo dropout: mean std of D over the run
 
 
 @dataclass

@@ -86,7 +86,7 @@ def test_newer_schema_is_refused_with_a_clear_error(tmp_path):
     con = sqlite3.connect(path)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     con.close()
-    with pytest.raises(UserError, match=r"future\.sqlite.*schema version 2 is newer"):
+    with pytest.raises(UserError, match=rf"future\.sqlite.*schema version {SCHEMA_VERSION + 1} is newer"):
         Catalog(path)
 
 

@@ -76,9 +76,11 @@ def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
         p = a.pick
         pick = qml.Pick(resource_id=qml.ResourceIdentifier(a.pick_id), time=UTCDateTime(p.time),
                         waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
+                        time_errors=qml.QuantityError(uncertainty=p.time_uncertainty),
                         method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{authors[a.pick_id].split()[0]}"),
                         creation_info=qml.CreationInfo(agency_id=agency, author=authors[a.pick_id]))
         pick.extra = _extra(probability=round(p.probability, 4),
+                            probability_std=None if p.probability_std is None else round(p.probability_std, 4),
                             snr_db=None if p.snr is None else round(p.snr, 2),
                             amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
         picks.append(pick)
@@ -176,7 +178,8 @@ def write_eqt_csv(catalog: Catalog, path: str | Path, *, start: float | None = N
 
     A detection's P is the most probable P pick from 1 s before its start to its end, its S the
     most probable S pick within it (EqT's picker allows P slightly ahead of the detection onset).
-    Uncertainties stay empty (no Monte-Carlo dropout). Returns the number of rows.
+    The uncertainty columns hold the Monte-Carlo dropout stds (detection: mean std of D over the
+    detection; P, S: std at the pick), empty for a deterministic run. Returns the number of rows.
     """
     detections = catalog.detections(start, end)
     coords = catalog.stations()
@@ -196,10 +199,11 @@ def write_eqt_csv(catalog: Catalog, path: str | Path, *, start: float | None = N
             p = _best(picks, "P", d.start - 1.0, d.end)
             s = _best(picks, "S", d.start, d.end)
             w.writerow([st.id, st.network, st.station, st.channel_prefix, _num(lat, 5), _num(lon, 5), _num(elev, 1),
-                        _eqt_time(d.start), _eqt_time(d.end), f"{d.probability:.2f}", "",
-                        _eqt_time(p.time if p else None), _num(p.probability if p else None, 2), "",
-                        _num(p.snr if p else None, 1),
-                        _eqt_time(s.time if s else None), _num(s.probability if s else None, 2), "",
+                        _eqt_time(d.start), _eqt_time(d.end), f"{d.probability:.2f}", _num(d.probability_std, 2),
+                        _eqt_time(p.time if p else None), _num(p.probability if p else None, 2),
+                        _num(p.probability_std if p else None, 2), _num(p.snr if p else None, 1),
+                        _eqt_time(s.time if s else None), _num(s.probability if s else None, 2),
+                        _num(s.probability_std if s else None, 2),
                         _num(s.snr if s else None, 1)])
     return len(detections)
 

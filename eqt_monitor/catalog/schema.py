@@ -1,7 +1,14 @@
 """The catalog's tables (SQLite), versioned in ``PRAGMA user_version``: a file with a newer
-version is refused, an empty one is created at this version."""
+version is refused, an empty one is created at this version; an older one is brought up to it by
+the ``MIGRATIONS`` (one list of statements per version step, run in one transaction)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIGRATIONS: dict[int, list[str]] = {  # from version k to k + 1
+    1: ["ALTER TABLE picks ADD COLUMN probability_std REAL",  # Monte-Carlo dropout (model.mc_dropout)
+        "ALTER TABLE picks ADD COLUMN time_uncertainty REAL",
+        "ALTER TABLE detections ADD COLUMN probability_std REAL"],
+}
 
 SCHEMA = """
 CREATE TABLE picks (
@@ -9,7 +16,8 @@ CREATE TABLE picks (
     network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
     phase TEXT NOT NULL, time REAL NOT NULL, time_cs INTEGER NOT NULL,
     probability REAL NOT NULL, snr REAL, amplitude REAL,
-    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL
+    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL,
+    probability_std REAL, time_uncertainty REAL
 );
 CREATE INDEX picks_time ON picks(time);
 CREATE INDEX picks_lookup ON picks(network, station, location, phase, time_cs);
@@ -17,7 +25,8 @@ CREATE TABLE detections (
     id TEXT PRIMARY KEY,
     network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
     start REAL NOT NULL, "end" REAL NOT NULL, probability REAL NOT NULL,
-    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL
+    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL,
+    probability_std REAL
 );
 CREATE INDEX detections_start ON detections(start);
 CREATE TABLE events (

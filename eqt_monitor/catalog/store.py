@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
-from eqt_monitor.catalog.schema import SCHEMA, SCHEMA_VERSION
+from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
 
@@ -81,6 +81,12 @@ class Catalog:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version < SCHEMA_VERSION:
+            with self._transaction() as db:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self):
         return _Transaction(self._db, self._lock, self.path)
@@ -111,12 +117,12 @@ class Catalog:
             (p.id or pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
              p.station.channel_prefix, p.phase, float(p.time), centiseconds(p.time), float(p.probability),
              None if p.snr is None else float(p.snr), None if p.amplitude is None else float(p.amplitude),
-             model, weights_sha256)
+             model, weights_sha256, _real(p.probability_std), _real(p.time_uncertainty))
             for p in picks
         ]
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR IGNORE INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             return db.total_changes - before
 
     def picks(self, start: float | None = None, end: float | None = None,
@@ -148,12 +154,13 @@ class Catalog:
         """Store detections; returns how many were new."""
         rows = [
             (detection_id(d, weights_sha256), d.station.network, d.station.station, d.station.location,
-             d.station.channel_prefix, float(d.start), float(d.end), float(d.probability), model, weights_sha256)
+             d.station.channel_prefix, float(d.start), float(d.end), float(d.probability), model, weights_sha256,
+             _real(d.probability_std))
             for d in detections
         ]
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             return db.total_changes - before
 
     def detections(self, start: float | None = None, end: float | None = None,
@@ -166,7 +173,7 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM detections{where}{sfilter} ORDER BY start, id",
                                     args + sargs).fetchall()
-        return [Detection(_key(r), r["start"], r["end"], r["probability"]) for r in rows]
+        return [Detection(_key(r), r["start"], r["end"], r["probability"], r["probability_std"]) for r in rows]
 
     # -- stations, runs, state ----------------------------------------------------------------
 
@@ -337,7 +344,12 @@ class Catalog:
 
 
 def _pick_from_row(r: sqlite3.Row) -> Pick:
-    return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"], id=r["id"])
+    return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"], r["probability_std"],
+                r["time_uncertainty"], id=r["id"])
+
+
+def _real(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 class _Transaction:

@@ -16,4 +16,5 @@ COMMANDS = [
     "simulate",
     "export",
     "plot",
+    "qc",
 ]

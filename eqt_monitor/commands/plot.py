@@ -9,7 +9,8 @@ from eqt_monitor.commands.export import open_existing
 from eqt_monitor.errors import UserError
 
 NAME = "plot"
-HELP = "draw an event's stations (nearest first) with picks and the model's D/P/S probabilities under them"
+HELP = ("draw an event's stations (nearest first) with picks and the model's D/P/S probabilities under them, "
+        "or a station's helicorder (--helicorder NET.STA --day DAY) with its picks and events")
 
 log = logging.getLogger(__name__)
 MAX_SIDE_S = 3600.0  # --before/--after: the data and the model run are held in memory
@@ -17,7 +18,11 @@ MAX_SIDE_S = 3600.0  # --before/--after: the data and the model run are held in 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``plot`` (DESIGN.md §3, plus where to re-read data and which model to re-run)."""
-    parser.add_argument("event_id", metavar="EVENT_ID", help="event resource id, or the hash at its end")
+    parser.add_argument("event_id", metavar="EVENT_ID", nargs="?", help="event resource id, or the hash at its end")
+    parser.add_argument("--helicorder", metavar="NET.STA", help="draw this station's day (helicorder) instead of an event")
+    parser.add_argument("--day", help="helicorder day, UTC (e.g. 2014-05-01)")
+    parser.add_argument("--start", metavar="HH:MM", default="00:00", help="helicorder start within the day (default 00:00)")
+    parser.add_argument("--end", metavar="HH:MM", default="24:00", help="helicorder end within the day (default 24:00)")
     parser.add_argument("--db", type=Path, required=True, help="SQLite catalog")
     parser.add_argument("--out", type=Path, required=True, help="output PNG")
     parser.add_argument("--source", help="waveform source URI (default: the source of the catalog's last run)")
@@ -29,9 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fetch the waveforms, re-run the model around the event, draw."""
+    """Fetch the waveforms, re-run the model around the event, draw (or draw a helicorder)."""
+    if args.helicorder:
+        return _helicorder(args)
+    if not args.event_id:
+        raise UserError("plot: give an EVENT_ID, or --helicorder NET.STA --day DAY")
     from eqt_monitor.model.spec import get_spec
-    from eqt_monitor.sources import open_source
 
     # the flags, catalog, event, sources and model name are checked before TensorFlow starts
     for flag, value in (("--before", args.before), ("--after", args.after)):
@@ -40,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     with open_existing(args.db) as catalog:
         event = catalog.event(args.event_id)
         last = catalog.last_run()
-    uris = [args.source] if args.source else (last.source.split(",") if last else [])
-    if not uris:
-        raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
-    for uri in uris:
-        open_source(uri).close()
+    uris = _uris(args, last)
     name = args.model or (last.model if last else "original")
     get_spec(name)
 
@@ -71,4 +75,61 @@ def run(args: argparse.Namespace) -> int:
     probabilities = model_probabilities(stream, loaded.predict, config_of_run(last, stations))
     out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after)
     print(f"wrote {out} ({len(stations)} stations)")
+    return 0
+
+
+def _uris(args: argparse.Namespace, last) -> list[str]:
+    """--source, else the sources of the catalog's last run (each checked to open)."""
+    from eqt_monitor.sources import open_source
+
+    uris = [args.source] if args.source else (last.source.split(",") if last else [])
+    if not uris:
+        raise UserError(f"--db {args.db}: no run recorded in the catalog; pass --source URI")
+    for uri in uris:
+        open_source(uri).close()
+    return uris
+
+
+def _day_span(day: str, start: str, end: str) -> tuple[float, float]:
+    """``--day`` with ``--start``/``--end`` (HH:MM) as POSIX seconds."""
+    from eqt_monitor.commands.export import parse_time
+
+    t0 = parse_time(day, "--day")
+    bounds = []
+    for flag, value in (("--start", start), ("--end", end)):
+        hh, _, mm = value.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) * 60 + int(mm) <= 1440 and int(mm) < 60):
+            raise UserError(f"{flag}: expected HH:MM within the day, got {value!r}")
+        bounds.append(t0 + int(hh) * 3600 + int(mm) * 60)
+    if not bounds[1] > bounds[0]:
+        raise UserError(f"--end ({end}) must be after --start ({start})")
+    return bounds[0], bounds[1]
+
+
+def _helicorder(args: argparse.Namespace) -> int:
+    """The station's vertical channel over the span from the archive, with the catalog's picks and events."""
+    from eqt_monitor.driver import read_span
+    from eqt_monitor.helicorder import plot_helicorder
+    from eqt_monitor.records import StationKey
+
+    net, _, sta = args.helicorder.partition(".")
+    if not net or not sta or "." in sta:
+        raise UserError(f"--helicorder: expected NET.STA, got {args.helicorder!r}")
+    if not args.day:
+        raise UserError("--helicorder needs --day DAY (e.g. 2014-05-01)")
+    start, end = _day_span(args.day, args.start, args.end)
+    with open_existing(args.db) as catalog:
+        last = catalog.last_run()
+        picks = [p for p in catalog.picks(start, end) if (p.station.network, p.station.station) == (net, sta)]
+        ids = {p.id for p in picks}
+        events = [e for e in catalog.events(start, end) if any(a.pick_id in ids for a in e.arrivals)]
+    keys = sorted({p.station for p in picks}) or [StationKey(net, sta)]
+    stream = read_span(_uris(args, last), keys, start, end)
+    if not len(stream):
+        raise UserError(f"--helicorder {args.helicorder}: no waveforms between {args.day} {args.start} and {args.end}")
+    try:
+        out = plot_helicorder(stream, picks, events, start, end, args.out)
+    except ValueError as exc:
+        raise UserError(f"--helicorder {args.helicorder}: {exc}") from None
+    print(f"wrote {out} ({len(picks)} picks, {len(events)} events)")
     return 0

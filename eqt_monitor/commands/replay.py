@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--cluster: {problem}")
         if args.probabilities:
             raise UserError("--probabilities is not supported with --cluster (the client holds picks only)")
+        if config.model.mc_dropout:
+            raise UserError("model.mc_dropout is not supported with --cluster yet (the workers run the deterministic model)")
     if args.group < 1:
         raise UserError(f"--group: must be at least 1 station per task, got {args.group}")
     name = args.model or config.model.name
@@ -87,16 +89,16 @@ def run(args: argparse.Namespace) -> int:
     from eqt_monitor.model.backend import configure
 
     configure(args.backend or config.model.backend)
-    from eqt_monitor.model.load import load_model
+    from eqt_monitor.model.load import load_predictor
     from eqt_monitor.replay import replay_into_catalog
 
     weights = args.weights or (config.model.weights if name == config.model.name else None)
     if cluster:
         return _run_on_cluster(args, config, name, weights, cluster, start, end)
-    loaded = load_model(name, weights)
+    loaded, predict = load_predictor(name, weights, mc_dropout=config.model.mc_dropout, seed=config.model.mc_seed)
     with Catalog(args.db or config.catalog) as catalog:
         summary = replay_into_catalog(
-            config, catalog, start=start, end=end, predict_fn=loaded.predict, model_name=name,
+            config, catalog, start=start, end=end, predict_fn=predict, model_name=name,
             weights_sha256=loaded.weights_sha256 or "random", source=args.source, locate=not args.no_events,
             picks_csv=args.picks_csv, quakeml=args.quakeml, chunk_s=args.chunk, probabilities=args.probabilities,
             progress=not args.no_progress and sys.stderr.isatty(),

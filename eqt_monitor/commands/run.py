@@ -46,13 +46,14 @@ def run(args: argparse.Namespace) -> int:
     configure(config.model.backend)
     from eqt_monitor.live import metrics
     from eqt_monitor.live.daemon import Daemon, DaemonSettings
-    from eqt_monitor.model.load import load_model
+    from eqt_monitor.model.load import load_predictor
 
-    loaded = load_model(config.model.name, config.model.weights)
+    loaded, predict = load_predictor(config.model.name, config.model.weights, mc_dropout=config.model.mc_dropout,
+                                     seed=config.model.mc_seed)
     sha = loaded.weights_sha256 or "random"
     metrics.set_model_info(config.model.name, sha, config.model.backend)
     settings = DaemonSettings(silent_after=args.silent_after, poll_every=args.poll_interval)
-    daemon = Daemon(config, predict_fn=loaded.predict, model_name=config.model.name, weights_sha256=sha,
+    daemon = Daemon(config, predict_fn=predict, model_name=config.model.name, weights_sha256=sha,
                     source=args.source, db=args.db, metrics_addr=args.metrics_addr, begin=begin,
                     quakeml=args.quakeml, settings=settings)
     return daemon.run()

@@ -17,8 +17,8 @@ import yaml
 
 from eqt_monitor.config.document import YamlDocument, check_keys, dataclass_section, read_text, typed
 from eqt_monitor.config.settings import (
-    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, ModelConfig, MonitorConfig, StationConfig, cluster_spec_problem,
-    code_problem,
+    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, MAX_MC_DROPOUT, ModelConfig, MonitorConfig, StationConfig,
+    cluster_spec_problem, code_problem,
 )
 from eqt_monitor.config.stationxml import (
     channel_orientations, read_stationxml, stationxml_problem, stations_from_inventory,
@@ -204,6 +204,8 @@ def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorCo
     if not 0 < model.batch_size <= MAX_BATCH_SIZE:
         raise model_error("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} windows per model call (each costs "
                           f"~72 kB of input and several MB of activations), got {model.batch_size}")
+    if not 0 <= model.mc_dropout <= MAX_MC_DROPOUT:
+        raise model_error("mc_dropout", f"must be between 0 (off) and {MAX_MC_DROPOUT} passes per window, got {model.mc_dropout}")
     if model.backend not in BACKENDS:
         raise model_error("backend", f"expected one of {', '.join(BACKENDS)}, got {show(model.backend)}")
     try:

@@ -19,6 +19,7 @@ CODE_PATTERNS = {
 }
 ELEVATION_RANGE_M = (-12000.0, 9000.0)
 MAX_BATCH_SIZE = 1024  # windows per model call: ~74 MB of input, several GB of activations on CPU
+MAX_MC_DROPOUT = 200  # Monte-Carlo passes per window: each costs one model call
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -56,6 +57,8 @@ class ModelConfig:
     step: int = 3000  # samples between window starts (30 s)
     batch_size: int = 64
     backend: str = "tensorflow"
+    mc_dropout: int = 0  # Monte-Carlo dropout passes per window (0: off, the deterministic model)
+    mc_seed: int = 0  # seed of the dropout masks
 
 
 @dataclass

@@ -95,10 +95,13 @@ def load_model(name: str, weights: str | Path | None = None, *, mc_dropout: bool
 
     A Keras 2 file's saved LSTM recurrent activation overrides the spec's (the published files
     differ). A variant without weights gets random initial weights (seeded with ``seed``, which
-    seeds Keras globally) only with ``allow_random``; otherwise ``UserError``.
+    seeds Keras globally) only with ``allow_random``; otherwise ``UserError``. With ``mc_dropout``
+    the dropout masks are seeded with ``seed`` too: the same calls give the same samples.
     """
     spec = get_spec(name)
     path = resolve_weights(spec, weights)
+    if mc_dropout:  # the dropout layers' seed generators are seeded from the global seed when built
+        keras.utils.set_random_seed(seed)
     if path is None:
         if not allow_random:
             raise UserError(f"model {name!r} has no published weights: pass --weights PATH (a trained .keras or .h5 file)")
@@ -111,3 +114,25 @@ def load_model(name: str, weights: str | Path | None = None, *, mc_dropout: bool
     model = build_model(spec, mc_dropout=mc_dropout)
     load_weights(model, path)
     return LoadedModel(model, spec, path, sha256_file(path))
+
+
+def monte_carlo(loaded: LoadedModel, samples: int):
+    """A predict function running ``samples`` stochastic passes of a Monte-Carlo dropout model per
+    batch, as EqT's ``estimate_uncertainty``: ``(n, 6000, 3)`` windows -> ``(n, 6000, 6)`` float32,
+    the mean [D, P, S] over the passes, then their standard deviations."""
+    if samples < 1:
+        raise ValueError(f"samples must be positive, got {samples}")
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        runs = np.stack([loaded.predict(batch) for _ in range(samples)])
+        return np.concatenate([runs.mean(axis=0), runs.std(axis=0)], axis=-1).astype(np.float32)
+
+    return predict
+
+
+def load_predictor(name: str, weights: str | Path | None = None, *, mc_dropout: int = 0,
+                   seed: int = 0) -> tuple[LoadedModel, object]:
+    """``load_model`` and the predict function a run uses: ``loaded.predict`` (deterministic), or with
+    ``mc_dropout`` N > 0 :func:`monte_carlo` over N seeded passes (the engine then takes 6 outputs)."""
+    loaded = load_model(name, weights, mc_dropout=mc_dropout > 0, seed=seed)
+    return loaded, (monte_carlo(loaded, mc_dropout) if mc_dropout > 0 else loaded.predict)

@@ -42,6 +42,12 @@ class EngineConfig:
     batch_size: int = 64
     picker: PickerConfig = field(default_factory=PickerConfig)
     fill_blinding: int = 200  # output samples zeroed on each side of zero-filled data (Segment.blind)
+    uncertainty: bool = False  # predict_fn returns Monte-Carlo [D, P, S] means and stds (6 outputs)
+
+    @property
+    def outputs(self) -> int:
+        """Model outputs per sample: 3, or 6 with Monte-Carlo stds."""
+        return 6 if self.uncertainty else 3
 
     def __post_init__(self):
         if self.fill_blinding < 0:
@@ -81,8 +87,10 @@ class _Stretch:
     """One continuous stretch of a station: raw data still needed, stacked-but-not-final output,
     and the picker's state. Indices count samples from the stretch's first sample."""
 
-    def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig, fill_blinding: int = 0):
+    def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig, fill_blinding: int = 0,
+                 outputs: int = 3):
         self.station = station
+        self.outputs = outputs
         self.start = start
         self.step = step
         self.fill_blinding = fill_blinding
@@ -94,7 +102,7 @@ class _Stretch:
         self.final = 0  # samples released as final (F)
         self._raw_first = 0  # stretch index of self._raw[0]
         self._raw = np.empty((0, 3), dtype=np.float32)
-        self._stacked = np.zeros((0, 3), dtype=np.float32)  # samples [final, received)
+        self._stacked = np.zeros((0, outputs), dtype=np.float32)  # samples [final, received)
         self._marks = np.zeros(0, dtype=bool)  # Segment.blind of samples [final - fill_blinding, received)
         self._any_marks = False
         self._start_emitted = False
@@ -126,7 +134,7 @@ class _Stretch:
 
     def append(self, data: np.ndarray, blind: np.ndarray | None = None) -> None:
         self._raw = np.concatenate([self._raw, data])
-        self._stacked = np.concatenate([self._stacked, np.zeros((len(data), 3), dtype=np.float32)])
+        self._stacked = np.concatenate([self._stacked, np.zeros((len(data), self.outputs), dtype=np.float32)])
         if self.fill_blinding:
             if len(self._marks) == 0:  # a new stretch: nothing before its first sample
                 self._marks = np.zeros(self.fill_blinding, dtype=bool)
@@ -222,8 +230,9 @@ class StationProcessor:
     releases final stacked probabilities with the detections and picks made on them."""
 
     def __init__(self, station: StationKey, step: int = 3000, picker: PickerConfig | None = None,
-                 fill_blinding: int = 0):
+                 fill_blinding: int = 0, outputs: int = 3):
         self.station = station
+        self.outputs = outputs
         self.step = step
         self.picker = picker or PickerConfig()
         self.fill_blinding = fill_blinding
@@ -270,7 +279,7 @@ class StationProcessor:
         if current is None:
             if not len(data):
                 return
-            current = _Stretch(self.station, start, self.step, self.picker, self.fill_blinding)
+            current = _Stretch(self.station, start, self.step, self.picker, self.fill_blinding, self.outputs)
             self._stretches.append(current)
         current.append(data, blind)
         current.ended = current.ended or segment.stretch_end
@@ -293,11 +302,11 @@ class StationProcessor:
                 out.probabilities.append(segment)
             for event in events:
                 out.detections.append(Detection(self.station, stretch.time(event.start), stretch.time(event.end),
-                                                event.probability))
+                                                event.probability, event.std))
                 for phase, pick in (("P", event.p), ("S", event.s)):
                     if pick is not None:
                         out.picks.append(Pick(self.station, phase, stretch.time(pick.sample), pick.probability,
-                                              pick.snr, pick.amplitude))
+                                              pick.snr, pick.amplitude, pick.std, pick.time_uncertainty))
             if stretch.done:
                 self._done_until = stretch.time(stretch.received)
                 self._stretches.remove(stretch)
@@ -312,7 +321,7 @@ class Engine:
         """``on_station_error``: called when one station's windowing, stacking or picking raises;
         that station is then removed and the others go on. Without it the exception propagates."""
         self.config = config or EngineConfig()
-        self.predictor = Predictor(predict_fn, self.config.batch_size)
+        self.predictor = Predictor(predict_fn, self.config.batch_size, self.config.outputs)
         self.on_station_error = on_station_error
         self._stations: dict[StationKey, StationProcessor] = {}
         self._queue: deque[WindowJob] = deque()
@@ -353,7 +362,7 @@ class Engine:
         """The station's processor (created on first use)."""
         if station not in self._stations:
             self._stations[station] = StationProcessor(station, self.config.step, self.config.picker,
-                                                   self.config.fill_blinding)
+                                                       self.config.fill_blinding, self.config.outputs)
         return self._stations[station]
 
     def feed(self, segment: Segment) -> None:

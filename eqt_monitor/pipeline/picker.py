@@ -51,6 +51,8 @@ class PhasePick(NamedTuple):
     probability: float
     snr: float | None = None  # dB, EqT's definition; None without data
     amplitude: float | None = None  # counts; None without data
+    std: float | None = None  # Monte-Carlo dropout: std of the probability at the pick
+    time_uncertainty: float | None = None  # seconds, see ``time_uncertainty``
 
 
 class DetectionPicks(NamedTuple):
@@ -61,12 +63,13 @@ class DetectionPicks(NamedTuple):
     probability: float  # mean D over the detection
     p: PhasePick | None
     s: PhasePick | None
+    std: float | None = None  # Monte-Carlo dropout: mean std of D over the detection
 
     def shifted(self, offset: int) -> DetectionPicks:
         """The same event with every sample index moved by ``offset``."""
-        return DetectionPicks(self.start + offset, self.end + offset, self.probability,
-                          self.p and self.p._replace(sample=self.p.sample + offset),
-                          self.s and self.s._replace(sample=self.s.sample + offset))
+        return self._replace(start=self.start + offset, end=self.end + offset,
+                             p=self.p and self.p._replace(sample=self.p.sample + offset),
+                             s=self.s and self.s._replace(sample=self.s.sample + offset))
 
 
 class WindowPicks(NamedTuple):
@@ -133,6 +136,32 @@ def with_snr(event: DetectionPicks, data: np.ndarray, window: int, first: int = 
     return event._replace(p=measured(event.p), s=measured(event.s))
 
 
+def time_uncertainty(mean: np.ndarray, std: np.ndarray, sample: int, rate: float = 100.0) -> float:
+    """A pick's time uncertainty (s) from Monte-Carlo dropout: half the width of the run of samples
+    around the pick whose mean probability is within one std (at the pick) of the peak, i.e. the
+    samples the stochastic passes cannot tell from the peak; at least half a sample."""
+    level = mean[sample] - std[sample]
+    below = np.asarray(mean) < level
+    before = np.flatnonzero(below[:sample])
+    after = np.flatnonzero(below[sample + 1:])
+    lo = before[-1] + 1 if before.size else 0
+    hi = sample + after[0] if after.size else len(mean) - 1
+    return round((hi - lo + 1) / (2.0 * rate), 3)
+
+
+def with_uncertainty(event: DetectionPicks, probs: np.ndarray, first: int = 0) -> DetectionPicks:
+    """``event`` with Monte-Carlo spreads from ``probs`` ``(n, 6)`` [D, P, S mean; D, P, S std] whose
+    row 0 is sample ``first``: the detection's mean D std, each pick's std and time uncertainty."""
+    def spread(pick: PhasePick | None, column: int) -> PhasePick | None:
+        if pick is None:
+            return None
+        i = pick.sample - first
+        return pick._replace(std=float(probs[i, column + 3]),
+                             time_uncertainty=time_uncertainty(probs[:, column], probs[:, column + 3], i))
+    std = float(np.mean(probs[event.start - first:event.end - first + 1, 3]))
+    return event._replace(std=std, p=spread(event.p, 1), s=spread(event.s, 2))
+
+
 def pick_events(d: np.ndarray, p: np.ndarray, s: np.ndarray, config: PickerConfig,
                 data: np.ndarray | None = None, p_after: int = -1) -> list[DetectionPicks]:
     """Every detection on the traces ``d``, ``p``, ``s`` (1-D, same length) with its P and S pick,
@@ -186,7 +215,7 @@ class IncrementalPicker:
         self._lead = P_LEAD + config.snr_window + FILTER_PAD + 1  # held before a possible detection
         self._after = config.snr_window + FILTER_PAD  # needed after a detection's end
         self._first = 0  # stretch index of the first held sample
-        self._probs = np.empty((0, 3), dtype=np.float32)
+        self._probs: np.ndarray | None = None  # (n, 3) [D, P, S], or (n, 6) with Monte-Carlo stds
         self._data = np.empty((0, 3), dtype=np.float32)
         self._done_until = -1  # stretch index of the last sample of the last run emitted or passed over
         self._last_p = -1  # stretch index of the last P emitted (a P serves one detection)
@@ -194,13 +223,14 @@ class IncrementalPicker:
     @property
     def held_samples(self) -> int:
         """Samples of probabilities (and as many of raw data) held now."""
-        return len(self._probs)
+        return 0 if self._probs is None else len(self._probs)
 
     def push(self, probs: np.ndarray, data: np.ndarray, *, stretch_ended: bool = False) -> list[DetectionPicks]:
-        """Add the next final samples (``probs`` ``(k, 3)`` [D, P, S] and raw ``data`` ``(k, 3)``) and
+        """Add the next final samples (``probs`` ``(k, 3)`` [D, P, S], or ``(k, 6)`` with the Monte-Carlo
+        stds after them, and raw ``data`` ``(k, 3)``) and
         return the detections now complete, in stretch sample indices. ``stretch_ended``: these
         are the stretch's last samples; everything held is returned."""
-        self._probs = np.concatenate([self._probs, probs])
+        self._probs = probs.copy() if self._probs is None else np.concatenate([self._probs, probs])
         self._data = np.concatenate([self._data, data])
         d = self._probs[:, 0]
         held_end = self._first + len(d)
@@ -214,7 +244,10 @@ class IncrementalPicker:
             if not stretch_ended and event.end + 1 + self._after > held_end:
                 first_open = event.start
                 break
-            complete.append(with_snr(event, self._data, self.config.snr_window, self._first))
+            event = with_snr(event, self._data, self.config.snr_window, self._first)
+            if self._probs.shape[1] == 6:
+                event = with_uncertainty(event, self._probs, self._first)
+            complete.append(event)
             self._done_until = self._run_end(event.end)
             if event.p is not None:
                 self._last_p = event.p.sample

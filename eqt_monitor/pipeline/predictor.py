@@ -32,11 +32,13 @@ def batch_sizes(n: int, batch_size: int) -> list[int]:
 class Predictor:
     """Runs ``predict_fn`` on raw windows in batches and counts what it did."""
 
-    def __init__(self, predict_fn: PredictFn, batch_size: int = 64):
+    def __init__(self, predict_fn: PredictFn, batch_size: int = 64, outputs: int = 3):
+        """``outputs``: 3 ([D, P, S]) or 6 (Monte-Carlo means, then their stds)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.predict_fn = predict_fn
         self.batch_size = batch_size
+        self.outputs = outputs
         self.windows = 0  # windows predicted so far (padding not counted)
         self.calls = 0  # model calls so far
 
@@ -46,16 +48,16 @@ class Predictor:
         Each window is preprocessed on its own (``windows.preprocess``); batches are zero-padded to
         the sizes of ``batch_sizes`` and the padding's output is dropped."""
         n = len(windows)
-        out = np.empty((n, WINDOW_SAMPLES, 3), dtype=np.float32)
+        out = np.empty((n, WINDOW_SAMPLES, self.outputs), dtype=np.float32)
         done = 0
         for size in batch_sizes(n, self.batch_size):
             take = min(size, n - done)
             batch = np.zeros((size, WINDOW_SAMPLES, 3), dtype=np.float32)
             batch[:take] = preprocess(windows[done:done + take])
             result = np.asarray(self.predict_fn(batch))
-            if result.shape != (size, WINDOW_SAMPLES, 3):
+            if result.shape != (size, WINDOW_SAMPLES, self.outputs):
                 raise ValueError(f"model returned shape {result.shape} for a batch of shape {batch.shape}; "
-                                 f"expected {(size, WINDOW_SAMPLES, 3)} [D, P, S]")
+                                 f"expected {(size, WINDOW_SAMPLES, self.outputs)} [D, P, S]")
             out[done:done + take] = result[:take]
             done += take
             self.calls += 1

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import obspy
 from obspy.clients.fdsn import Client
-from obspy.clients.fdsn.header import FDSNException, FDSNNoDataException
+from obspy.clients.fdsn.header import FDSNNoDataException
 
 from eqt_monitor.errors import UserError, one_line
 from eqt_monitor.records import NullRecorder, Recorder
