@@ -4,23 +4,22 @@ Names are ``eqt_monitor_*`` with their unit (``_seconds``, ``_ratio``; counters 
 from the client library). Per-station series carry a ``station`` label (``NET.STA.LOC``).
 Instrument where things happen (``metrics.PICKS.labels(phase="P").inc()``); sources, which must not
 import this module, report through ``RECORDER`` (a ``records.Recorder``) handed to them. ``serve`` exposes
-``/metrics`` and ``/healthz`` over HTTP on a background thread, on 127.0.0.1 by default.
+``/metrics`` and ``/healthz`` (and the status page) over HTTP on a background thread (``live/web.py``),
+on 127.0.0.1 by default.
 """
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from eqt_monitor.errors import UserError
+from eqt_monitor.live import web
 
 log = logging.getLogger(__name__)
 
@@ -160,76 +159,19 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-Health = Callable[[], "bool | tuple[bool, str]"]
+Health = web.Health
+MetricsServer = web.WebServer  # the running endpoint: ``host``, ``port``, ``url``, ``close()``
 
 
-class MetricsServer:
-    """The running HTTP endpoint: ``host``, ``port`` (the bound one), ``url``; ``close()`` stops it."""
-
-    def __init__(self, httpd: ThreadingHTTPServer) -> None:
-        self._httpd = httpd
-        self.host, self.port = httpd.server_address[:2]
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "MetricsServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _health_answer(health: Health | None) -> tuple[int, str]:
-    if health is None:
-        return 200, "ok"
-    try:
-        result = health()
-    except Exception as exc:  # a failing check is an unhealthy service, not a crashed endpoint
-        return 503, f"health check failed: {exc}"
-    ok, detail = result if isinstance(result, tuple) else (bool(result), "")
-    return (200, detail or "ok") if ok else (503, detail or "unhealthy")
-
-
-def serve(addr: str = DEFAULT_ADDR, health: Health | None = None) -> MetricsServer:
-    """Serve ``/metrics`` (this module's registry) and ``/healthz`` on ``addr`` from a background thread.
+def serve(addr: str = DEFAULT_ADDR, health: Health | None = None, page: web.Page | None = None) -> MetricsServer:
+    """Serve ``/metrics`` (this module's registry) and ``/healthz`` on ``addr`` from a background thread
+    (``live/web.py``: Flask on waitress); with ``page``, the status page at ``/status`` too.
 
     ``health`` returns ``True``/``False`` or ``(ok, detail)``; ``/healthz`` answers 200 or 503 with
     the detail. Port 0 picks a free port (see ``MetricsServer.port``).
     """
     host, port = parse_addr(addr)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                code, body, ctype = 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-            elif path == "/healthz":
-                code, text = _health_answer(health)
-                body, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
-            else:
-                code, body, ctype = 404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8"
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, fmt: str, *args: object) -> None:
-            log.debug("metrics http: " + fmt, *args)
-
-    server_class = ThreadingHTTPServer
-    if ":" in host:  # an IPv6 address
-        server_class = type("ThreadingHTTPServerV6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
     try:
-        httpd = server_class((host, port), Handler)
+        return web.serve(host, port, REGISTRY, health, page)
     except OSError as exc:
-        raise UserError(f"metrics address {addr!r}: cannot listen: {exc.strerror}") from exc
-    httpd.daemon_threads = True
-    return MetricsServer(httpd)
+        raise UserError(f"metrics address {addr!r}: cannot listen: {exc.strerror or exc}") from exc
