@@ -137,6 +137,19 @@ class Catalog:
             rows = self._db.execute(f"SELECT * FROM picks{where}{sfilter} ORDER BY time, id", args + sargs).fetchall()
         return [_pick_from_row(r) for r in rows]
 
+    def latest_picks(self, limit: int) -> list[Pick]:
+        """The ``limit`` latest picks (by pick time), newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM picks ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        return [_pick_from_row(r) for r in rows]
+
+    def last_pick_times(self) -> dict[str, float]:
+        """``{NET.STA.LOC: time of its latest pick}`` over the stations with picks."""
+        with self._lock:
+            rows = self._db.execute("SELECT network, station, location, max(time) FROM picks "
+                                    "GROUP BY network, station, location").fetchall()
+        return {f"{r[0]}.{r[1]}.{r[2]}": r[3] for r in rows}
+
     def pick_sources(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """``pick id -> (model, weights_sha256)`` for the given pick ids."""
         ids = list(ids)
@@ -297,6 +310,13 @@ class Catalog:
         where, args = _where([("time >= ?", start), ("time < ?", end)])
         with self._lock:
             ids = [r["id"] for r in self._db.execute(f"SELECT id FROM events{where} ORDER BY time, id", args)]
+            return [self._read_event(i) for i in ids]
+
+    def latest_events(self, limit: int) -> list[Event]:
+        """The ``limit`` latest events (by origin time), newest first."""
+        with self._lock:
+            ids = [r["id"] for r in self._db.execute("SELECT id FROM events ORDER BY time DESC, id DESC LIMIT ?",
+                                                     (limit,))]
             return [self._read_event(i) for i in ids]
 
     def event(self, event_id: str) -> Event:

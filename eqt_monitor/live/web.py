@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import waitress
@@ -36,9 +37,17 @@ def health_answer(health: Health | None) -> tuple[int, str]:
     return (200, detail or "ok") if ok else (503, detail or "unhealthy")
 
 
+def utc_text(t: float | None) -> str:
+    """Jinja filter ``utc``: POSIX seconds → ``YYYY-MM-DD HH:MM:SS.s`` UTC (``—`` for none)."""
+    if t is None:
+        return "—"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
+
+
 def create_app(registry: CollectorRegistry, health: Health | None = None, page: Page | None = None) -> Flask:
     """The WSGI app: ``/metrics`` of ``registry``, ``/healthz`` of ``health``, ``/status`` of ``page``."""
     app = Flask(__name__)
+    app.add_template_filter(utc_text, "utc")
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -82,7 +91,8 @@ class WebServer:
     def close(self) -> None:
         """Stop serving, close open connections and release the port."""
         server = self._server
-        while server._map:  # the listening socket, the trigger and open channels: waitress's own shutdown path
+        server.close()  # the listening socket and the loop's trigger
+        while server._map:  # open connections (keep-alive): the loop ends with the last one
             for channel in list(server._map.values()):
                 channel.handle_close()
         server.task_dispatcher.shutdown()
