@@ -31,6 +31,8 @@ from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.live import metrics
 from eqt_monitor.live.health import StationHealth
 from eqt_monitor.live.progress import Progress
+from eqt_monitor.live.status import StatusPage
+from eqt_monitor.live.status import gather as gather_status
 from eqt_monitor.live.sdnotify import Notifier
 from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
@@ -158,12 +160,13 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        self.http = metrics.serve(self.metrics_addr, health=self._health)
+        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         self._start_scheduler()
         self._record_run()
         self._start_ingests(self.pipeline.keys)
-        log.info("run: %d stations, metrics on %s, catalog %s", len(self.pipeline.keys), self.http.url, self.catalog.path)
+        log.info("run: %d stations, metrics on %s (status page %s/status), catalog %s", len(self.pipeline.keys),
+                 self.http.url, self.http.url, self.catalog.path)
         self.notifier.notify("READY=1", f"STATUS=monitoring {len(self.pipeline.keys)} stations")
         watchdog = self.notifier.watchdog_interval()
         last_commit = last_ping = time.monotonic()
@@ -345,6 +348,10 @@ class Daemon:
                 tmp.unlink(missing_ok=True)
 
         self.storage.run(self.quakeml, "exporting QuakeML", write)
+
+    def _status_page(self) -> StatusPage:
+        """The status page's data as of now (called on the HTTP thread)."""
+        return gather_status(self.config, self.catalog, self.pipeline.keys)
 
     def _health(self) -> tuple[bool, str]:
         stalled = time.monotonic() - self._last_loop
