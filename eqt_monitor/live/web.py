@@ -91,12 +91,16 @@ class WebServer:
     def close(self) -> None:
         """Stop serving, close open connections and release the port."""
         server = self._server
-        server.close()  # the listening socket and the loop's trigger
-        while server._map:  # open connections (keep-alive): the loop ends with the last one
+
+        def stop() -> None:  # runs on the loop's thread (closing its sockets from here would race its select)
             for channel in list(server._map.values()):
-                channel.handle_close()
-        server.task_dispatcher.shutdown()
+                if channel is not server and channel is not server.trigger:
+                    channel.handle_close()  # open (keep-alive) connections
+            server.close()  # the listening socket and the trigger: the map is empty, the loop ends
+
+        server.trigger.pull_trigger(stop)
         self._thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
     def __enter__(self) -> "WebServer":
         return self
