@@ -41,7 +41,7 @@ def utc_text(t: float | None) -> str:
     """Jinja filter ``utc``: POSIX seconds → ``YYYY-MM-DD HH:MM:SS.s`` UTC (``—`` for none)."""
     if t is None:
         return "—"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
+    return datetime.fromtimestamp(round(t, 1), timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
 
 
 def create_app(registry: CollectorRegistry, health: Health | None = None, page: Page | None = None) -> Flask:
