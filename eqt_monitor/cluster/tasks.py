@@ -27,6 +27,8 @@ from eqt_monitor.replay import replay
 
 # loggers whose warnings mean the chunk's data was bad (undecodable records, wrong rates, dropped records)
 BAD_DATA_LOGGERS = ("eqt_monitor.sources", "eqt_monitor.pipeline")
+# ...except metadata notes, which say nothing about a chunk's data (1/2 used as N/E without azimuths)
+METADATA_LOGGERS = ("eqt_monitor.pipeline.orientation",)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class _BadData(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(BAD_DATA_LOGGERS):
+        if record.name.startswith(BAD_DATA_LOGGERS) and not record.name.startswith(METADATA_LOGGERS):
             self.messages.append(one_line(record.getMessage(), 300))
 
 
