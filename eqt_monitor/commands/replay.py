@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from eqt_monitor.commands.span_args import add_span_arguments, read_span
 from eqt_monitor.errors import UserError
 
 NAME = "replay"
@@ -16,13 +17,9 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``replay`` (DESIGN.md §3)."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--config", type=Path, help="stations.yaml")
-    which.add_argument("--inventory", help="StationXML file or fdsn://HOST[:PORT]?network=…&station=… (a station "
+    add_span_arguments(parser, config_help="stations.yaml",
+                       inventory_help="StationXML file or fdsn://HOST[:PORT]?network=…&station=… (a station "
                        "service, cached in ./state): every station and channel in it, with coordinates")
-    parser.add_argument("--source", help="source URI (sds:///…, file:///…, fdsn://host:port); overrides the config's")
-    parser.add_argument("--start", required=True, help="span start, UTC (e.g. 2014-05-01T00:00)")
-    parser.add_argument("--end", required=True, help="span end, UTC (exclusive)")
     parser.add_argument("--model", help="model name (default: the config's, else original)")
     parser.add_argument("--weights", type=Path, help="weights file (.h5 Keras 2 or .keras); default: the published ones")
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), help="Keras backend (default: the config's)")
@@ -40,20 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load config and model, replay the span, print one summary line."""
-    from eqt_monitor.commands.export import parse_time
-    from eqt_monitor.config import config_from_inventory, load_config
     from eqt_monitor.driver import sources_by_station
     from eqt_monitor.model.spec import get_spec
     from eqt_monitor.pipeline.engine import CONTEXT_S
     from eqt_monitor.sources import open_source
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
-    config = load_config(args.config) if args.config else config_from_inventory(args.inventory)
-    if args.inventory and not args.source:
-        raise UserError("--inventory needs --source URI (where the waveforms are)")
-    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
-    if not end > start:
-        raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
+    config, start, end = read_span(args)
     if not 0 < args.chunk <= 86400:
         raise UserError(f"--chunk: must be between 0 and 86400 seconds, got {args.chunk}")
     cluster = args.cluster or config.cluster
