@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 MAX_POLL_SPAN_S = 3600.0  # one poll asks for at most this much data per station (catching up in steps)
 
 
+PIECE_S = 10.0  # seconds of data per piece a poll hands on (well under a buffer's dead_channel_s)
+
+
+def _pieces(trace: obspy.Trace, piece_s: float) -> list[obspy.Trace]:
+    """``trace`` cut into consecutive pieces of ``piece_s`` seconds (views of its samples)."""
+    s = trace.stats
+    step = max(1, int(round(piece_s * s.sampling_rate))) if s.sampling_rate > 0 else max(1, s.npts)
+    if s.npts <= step:
+        return [trace]
+    header = {"network": s.network, "station": s.station, "location": s.location, "channel": s.channel,
+              "sampling_rate": s.sampling_rate}
+    return [obspy.Trace(trace.data[i:i + step], header={**header, "starttime": s.starttime + i / s.sampling_rate})
+            for i in range(0, s.npts, step)]
+
+
 class FDSNSource(Source):
     """The dataselect endpoint of the FDSN web service ``uri`` names: ``fdsn://HOST:PORT`` over http,
     ``fdsns://HOST:PORT`` over https (``base_url``)."""
@@ -104,12 +119,18 @@ class LiveFDSN:
             log.warning("%s", exc)
             return 0
         arrived = time.time()
-        for trace in sorted(stream, key=lambda tr: tr.stats.endtime):
+        for trace in stream:
             s = trace.stats
             trace_end = s.endtime.timestamp + s.delta
             for key in self.keys:
                 if matches(key, s.network, s.station, s.location, s.channel):
                     self.since[key] = max(self.since[key], trace_end)
             self.recorder.data(f"{s.network}.{s.station}.{s.location}", s.npts, trace_end)
-            self._put(trace, arrived)
+        # A poll returns each channel as one long trace: handed on whole, one after the other, a
+        # station's first channel could run minutes ahead of the others when the consumer looks in
+        # between, and be taken for the others being dead. In short pieces in time order, the
+        # channels of a station advance together, as records from a SeedLink server do.
+        pieces = [piece for trace in stream for piece in _pieces(trace, PIECE_S)]
+        for piece in sorted(pieces, key=lambda tr: (tr.stats.starttime.ns, tr.id)):
+            self._put(piece, arrived)
         return len(stream)
