@@ -130,3 +130,28 @@ def archive(sds: Path) -> dict:
         assert len(st) == 1
         out[cid] = st[0]
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (``tests/pgserver.py``); skips when PostgreSQL's
+    binaries are not installed (Debian's ``postgresql`` package; ``.ci/run`` installs it)."""
+    from pgserver import PostgresServer, bin_dir
+
+    found = bin_dir()
+    if found is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
+    server = PostgresServer(found)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_target(request: pytest.FixtureRequest, tmp_path: Path):
+    """Where a test's catalog lives: an SQLite file, then a fresh database on the session's server."""
+    if request.param == "sqlite":
+        return tmp_path / "c.sqlite"
+    return request.getfixturevalue("pg_server").new_database()

@@ -1,4 +1,5 @@
-"""The SQLite catalog: ids, idempotent writes, queries, schema versioning, a writer thread with readers."""
+"""The catalog: ids, idempotent writes, queries, schema versioning, a writer thread with readers; each
+backend-neutral test runs on an SQLite file and on a real PostgreSQL server (``catalog_target``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,8 @@ def _event(picks: list[Pick]) -> Event:
     return Event(origin, tuple(Arrival(p, 0.01 * i, 10.0 + i, 45.0) for i, p in enumerate(picks)))
 
 
-def test_picks_round_trip_and_idempotent(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_picks_round_trip_and_idempotent(catalog_target):
+    cat = Catalog(catalog_target)
     assert cat.add_picks(_picks(), model="original", weights_sha256=SHA) == 4
     assert cat.add_picks(_picks(), model="original", weights_sha256=SHA) == 0
     # the same pick 3 ms earlier is the same pick (10 ms resolution); from other weights it is new
@@ -71,8 +72,8 @@ def test_data_survives_reopen_in_wal_mode(tmp_path):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_detections_overlap_query_and_idempotent(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_detections_overlap_query_and_idempotent(catalog_target):
+    cat = Catalog(catalog_target)
     dets = [Detection(A, T0 + 1.0, T0 + 6.0, 0.8), Detection(B, T0 + 10.0, T0 + 12.0, 0.6)]
     assert cat.add_detections(dets, model="original", weights_sha256=SHA) == 2
     assert cat.add_detections(dets, model="original", weights_sha256=SHA) == 0
@@ -104,8 +105,8 @@ def test_foreign_sqlite_and_garbage_files_are_refused(tmp_path):
         Catalog(junk)
 
 
-def test_events_are_stored_once_and_read_back(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_events_are_stored_once_and_read_back(catalog_target):
+    cat = Catalog(catalog_target)
     cat.add_picks(_picks(), model="original", weights_sha256=SHA)
     picks = cat.picks()  # stored picks carry their ids, which arrivals refer to
     assert [p.id for p in picks] == [pick_id(p, SHA) for p in picks]
@@ -128,8 +129,8 @@ def test_events_are_stored_once_and_read_back(tmp_path):
         cat.event("nope")
 
 
-def test_event_with_unknown_pick_is_rejected_whole(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_event_with_unknown_pick_is_rejected_whole(catalog_target):
+    cat = Catalog(catalog_target)
     stamped = [dataclasses.replace(p, id=pick_id(p, SHA)) for p in _picks()]
     cat.add_picks(stamped[:2], model="original", weights_sha256=SHA)
     with pytest.raises(ValueError, match="CI.BBB.00 P .* is not in the catalog"):
@@ -139,8 +140,8 @@ def test_event_with_unknown_pick_is_rejected_whole(tmp_path):
     assert cat.events() == []  # the transaction rolled back
 
 
-def test_magnitude_set_and_replaced(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_magnitude_set_and_replaced(catalog_target):
+    cat = Catalog(catalog_target)
     cat.add_picks(_picks(), model="original", weights_sha256=SHA)
     (ev,) = cat.add_events([_event(cat.picks())])
     none = Magnitude("ML", None, None, 0, "test", reason="no response for CI.AAA.")
@@ -154,8 +155,8 @@ def test_magnitude_set_and_replaced(tmp_path):
         cat.set_magnitude("smi:eqt-monitor/event/x", ml)
 
 
-def test_state_runs_and_stations(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_state_runs_and_stations(catalog_target):
+    cat = Catalog(catalog_target)
     assert cat.get_state("horizon") is None and cat.last_run() is None
     cat.set_state("horizon", "123.5")
     assert cat.get_state("horizon") == "123.5"
@@ -166,8 +167,8 @@ def test_state_runs_and_stations(tmp_path):
     assert cat.stations() == {"CI.AAA.": (33.0, -115.5, -10.0)}
 
 
-def test_one_writer_thread_and_readers(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite")
+def test_one_writer_thread_and_readers(catalog_target):
+    cat = Catalog(catalog_target)
     n = 300
     errors: list[BaseException] = []
 
@@ -189,4 +190,4 @@ def test_one_writer_thread_and_readers(tmp_path):
     assert not errors
     assert len(cat.picks()) == n
     # a second connection (another process's view) reads the same
-    assert len(Catalog(tmp_path / "c.sqlite").picks()) == n
+    assert len(Catalog(catalog_target).picks()) == n

@@ -1,31 +1,40 @@
-"""The event catalog: picks, detections, events, origins, arrivals and magnitudes in SQLite.
+"""The event catalog: picks, detections, events, origins, arrivals and magnitudes, in an SQLite
+file (the default) or a PostgreSQL database (``catalog.backend``: one SQL text for both).
 
-One file per deployment, opened in WAL mode so exporters and plotters can read while the daemon
-writes. Every record has a stable resource id derived from its content (``smi:eqt-monitor/...``),
+An SQLite file is opened in WAL mode so exporters and plotters can read while the daemon
+writes; a PostgreSQL database takes several writing processes. Every record has a stable resource id derived from its content (``smi:eqt-monitor/...``),
 and every write is idempotent: storing the same picks, detections or events again adds nothing.
-The schema version is kept in ``PRAGMA user_version``; a file written by a newer eqt-monitor is
-refused with a clear error instead of being misread. A write SQLite refuses (a full disk, a
-read-only file) is rolled back and raised as ``CatalogWriteError``, one line naming the file.
+The schema version is kept in ``PRAGMA user_version`` (a one-row table on PostgreSQL); a catalog
+written by a newer eqt-monitor is refused with a clear error instead of being misread. A write the
+database refuses (a full disk, a read-only file, a server that is down or dropped the connection)
+is rolled back and raised as ``CatalogWriteError``, one line naming the file or server (without
+its password); the next call reconnects.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from eqt_monitor.catalog.backend import (PostgreSQLConnection, SQLiteConnection, connect, driver_error, is_server,
+                                        one_line, redacted)
 from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
 
 class CatalogWriteError(UserError):
-    """A write the catalog file did not take (rolled back; nothing was half written)."""
+    """A write the catalog did not take, or a server that could not be reached (rolled back;
+    nothing was half written)."""
 
 
-def _key(row: sqlite3.Row) -> StationKey:
+Connection = SQLiteConnection | PostgreSQLConnection
+
+
+def _key(row) -> StationKey:
     return StationKey(row["network"], row["station"], row["location"], row["channel_prefix"])
 
 
@@ -40,61 +49,78 @@ def _station_filter(stations: Iterable[StationKey | str] | None) -> tuple[str, l
         return "", []
     ids = sorted({s.id if isinstance(s, StationKey) else s for s in stations})
     if not ids:
-        return " AND 0", []
+        return " AND FALSE", []
     marks = ",".join("?" * len(ids))
     return f" AND (network || '.' || station || '.' || location) IN ({marks})", ids
 
 
 class Catalog:
-    """The SQLite event catalog (WAL mode). One writer thread plus readers may share an instance."""
+    """The event catalog: an SQLite file (WAL mode) or a ``postgresql://`` database. One writer
+    thread plus readers may share an instance; on PostgreSQL several processes may write at once."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        #: where the catalog is: the file, or the server URI without its password (log lines, messages)
+        self.path: Path | str = redacted(path) if is_server(path) else Path(path)
         self._lock = threading.RLock()
+        self._db: Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db = connect(path)
             self._migrate()
-        except sqlite3.OperationalError as exc:  # e.g. a full disk or a missing folder
-            raise CatalogWriteError(f"{self.path}: cannot open the catalog ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: not a usable eqt-monitor catalog ({exc})") from exc
+        except Exception as exc:
+            self._close_quietly()
+            kind = driver_error(exc)
+            if kind == "operational":  # e.g. a full disk, a missing folder, a server that is down
+                raise CatalogWriteError(f"{self.path}: cannot open the catalog ({one_line(exc)})") from exc
+            if kind == "unusable":
+                raise UserError(f"{self.path}: not a usable eqt-monitor catalog ({one_line(exc)})") from exc
+            raise
 
     # -- housekeeping ---------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise UserError(
-                f"{self.path}: catalog schema version {version} is newer than this eqt-monitor "
-                f"understands ({SCHEMA_VERSION}); upgrade eqt-monitor"
-            )
-        if version == 0:
-            tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-            if tables:
-                raise UserError(f"{self.path}: an SQLite file without an eqt-monitor schema version")
-            with self._transaction() as db:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version < SCHEMA_VERSION:
-            with self._transaction() as db:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[step]:
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if self._db.schema_version() == SCHEMA_VERSION:  # the usual case: no write (a read-only file opens)
+            return
+        with self._transaction() as db:
+            db.lock_schema()  # another process may be creating or migrating the same database right now
+            version = db.schema_version()
+            if version > SCHEMA_VERSION:
+                raise UserError(
+                    f"{self.path}: catalog schema version {version} is newer than this eqt-monitor "
+                    f"understands ({SCHEMA_VERSION}); upgrade eqt-monitor"
+                )
+            if version == 0:
+                if db.has_tables():
+                    raise UserError(f"{self.path}: a database without an eqt-monitor schema version")
+                statements = [s for s in SCHEMA.split(";") if s.strip()]
+            else:
+                statements = [s for step in range(version, SCHEMA_VERSION) for s in MIGRATIONS[step]]
+            for statement in statements:
+                db.execute(db.ddl(statement))
+            db.set_schema_version(SCHEMA_VERSION)
 
     def _transaction(self):
         return _Transaction(self._db, self._lock, self.path)
 
+    @contextmanager
+    def _reading(self):
+        """The catalog lock around reads; an unreachable server is a ``CatalogWriteError`` (one line)."""
+        with self._lock:
+            try:
+                yield self._db
+            except self._db.operational as exc:
+                raise CatalogWriteError(f"{self.path}: cannot read the catalog ({one_line(exc)})") from exc
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # closing after a failed open: the open's error is the one to report
+                pass
+
     def close(self) -> None:
         """Close the database connection."""
         with self._lock:
-            self._db.close()
+            self._close_quietly()
 
     def __enter__(self) -> Catalog:
         return self
@@ -105,8 +131,8 @@ class Catalog:
     @property
     def schema_version(self) -> int:
         """The schema version of the open file."""
-        with self._lock:
-            return self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self._reading() as db:
+            return db.schema_version()
 
     # -- picks and detections -------------------------------------------------------------
 
@@ -121,9 +147,7 @@ class Catalog:
             for p in picks
         ]
         with self._transaction() as db:
-            before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            return db.total_changes - before
+            return db.insert_many("INSERT INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
 
     def picks(self, start: float | None = None, end: float | None = None,
               stations: Iterable[StationKey | str] | None = None) -> list[Pick]:
@@ -132,21 +156,21 @@ class Catalog:
         where, args = _where([("time >= ?", start), ("time < ?", end)])
         sfilter, sargs = _station_filter(stations)
         if sfilter and not where:
-            where = " WHERE 1"
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM picks{where}{sfilter} ORDER BY time, id", args + sargs).fetchall()
+            where = " WHERE TRUE"
+        with self._reading() as db:
+            rows = db.execute(f"SELECT * FROM picks{where}{sfilter} ORDER BY time, id", args + sargs).fetchall()
         return [_pick_from_row(r) for r in rows]
 
     def latest_picks(self, limit: int) -> list[Pick]:
         """The ``limit`` latest picks (by pick time), newest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM picks ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM picks ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
         return [_pick_from_row(r) for r in rows]
 
     def last_pick_times(self) -> dict[str, float]:
         """``{NET.STA.LOC: time of its latest pick}`` over the stations with picks."""
-        with self._lock:
-            rows = self._db.execute("SELECT network, station, location, max(time) FROM picks "
+        with self._reading() as db:
+            rows = db.execute("SELECT network, station, location, max(time) FROM picks "
                                     "GROUP BY network, station, location").fetchall()
         return {f"{r[0]}.{r[1]}.{r[2]}": r[3] for r in rows}
 
@@ -154,10 +178,10 @@ class Catalog:
         """``pick id -> (model, weights_sha256)`` for the given pick ids."""
         ids = list(ids)
         out: dict[str, tuple[str, str]] = {}
-        with self._lock:
+        with self._reading() as db:
             for chunk in range(0, len(ids), 500):
                 part = ids[chunk:chunk + 500]
-                rows = self._db.execute(
+                rows = db.execute(
                     f"SELECT id, model, weights_sha256 FROM picks WHERE id IN ({','.join('?' * len(part))})", part
                 ).fetchall()
                 out.update({r["id"]: (r["model"], r["weights_sha256"]) for r in rows})
@@ -172,9 +196,7 @@ class Catalog:
             for d in detections
         ]
         with self._transaction() as db:
-            before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            return db.total_changes - before
+            return db.insert_many("INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
 
     def detections(self, start: float | None = None, end: float | None = None,
                    stations: Iterable[StationKey | str] | None = None) -> list[Detection]:
@@ -182,9 +204,9 @@ class Catalog:
         where, args = _where([('"end" >= ?', start), ("start < ?", end)])
         sfilter, sargs = _station_filter(stations)
         if sfilter and not where:
-            where = " WHERE 1"
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM detections{where}{sfilter} ORDER BY start, id",
+            where = " WHERE TRUE"
+        with self._reading() as db:
+            rows = db.execute(f"SELECT * FROM detections{where}{sfilter} ORDER BY start, id",
                                     args + sargs).fetchall()
         return [Detection(_key(r), r["start"], r["end"], r["probability"], r["probability_std"]) for r in rows]
 
@@ -194,12 +216,13 @@ class Catalog:
         """Record station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)`` (replacing older values)."""
         rows = [(k, float(v[0]), float(v[1]), float(v[2])) for k, v in sorted(coordinates.items())]
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO stations VALUES (?,?,?,?)", rows)
+            db.insert_many("INSERT INTO stations VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE SET latitude = excluded.latitude, "
+                           "longitude = excluded.longitude, elevation_m = excluded.elevation_m", rows)
 
     def stations(self) -> dict[str, tuple[float, float, float]]:
         """All recorded station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)``."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM stations ORDER BY id").fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM stations ORDER BY id").fetchall()
         return {r["id"]: (r["latitude"], r["longitude"], r["elevation_m"]) for r in rows}
 
     def add_run(self, run: Run) -> None:
@@ -211,22 +234,22 @@ class Catalog:
 
     def last_run(self) -> Run | None:
         """The most recently recorded run, or None."""
-        with self._lock:
-            r = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        with self._reading() as db:
+            r = db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         if r is None:
             return None
         return Run(r["started"], r["source"], r["model"], r["weights_sha256"], json.loads(r["settings"]))
 
     def get_state(self, key: str, default: str | None = None) -> str | None:
         """A value from the small key/value state table (e.g. the live associator's horizon)."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else row["value"]
 
     def set_state(self, key: str, value: str) -> None:
         """Set a value in the key/value state table."""
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+            db.execute(_SET_STATE, (key, value))
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -245,11 +268,11 @@ class Catalog:
                 if stored is not None:
                     added.append(stored)
             for key, value in (state or {}).items():
-                db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+                db.execute(_SET_STATE, (key, value))
         return added
 
     @staticmethod
-    def _check_picks_stored(db: sqlite3.Connection, arrivals: list[Arrival]) -> None:
+    def _check_picks_stored(db: Connection, arrivals: list[Arrival]) -> None:
         """Arrivals refer to their picks by the id the pick carries (never by time): every one must
         have an id and be stored; ``ValueError`` naming the first that is not."""
         for a in arrivals:
@@ -258,7 +281,7 @@ class Catalog:
                 why = "has no id (associate stored picks)" if not a.pick_id else "is not in the catalog"
                 raise ValueError(f"arrival's pick {p.station.id} {p.phase} {p.time} {why}")
 
-    def _insert_event(self, db: sqlite3.Connection, event: Event) -> Event | None:
+    def _insert_event(self, db: Connection, event: Event) -> Event | None:
         arrivals = list(event.arrivals)
         self._check_picks_stored(db, arrivals)
         ids = sorted({a.pick_id for a in arrivals})
@@ -267,16 +290,16 @@ class Catalog:
         if db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
             return None
         marks = ",".join("?" * len(ids))
-        taken = db.execute(f"SELECT count(DISTINCT pick_id) FROM arrivals WHERE pick_id IN ({marks})", ids).fetchone()[0]
-        if ids and 2 * taken >= len(ids):
+        if ids and 2 * db.execute(f"SELECT count(DISTINCT pick_id) FROM arrivals WHERE pick_id IN ({marks})",
+                                  ids).fetchone()[0] >= len(ids):
             return None
         o = event.origin
         origin_id = f"{ID_PREFIX}/origin/{content}"
         db.execute("INSERT INTO events VALUES (?,?)", (event_id, o.time))
         db.execute("INSERT INTO origins VALUES (?,?,?,?,?,?,?,?)",
                    (origin_id, event_id, o.time, o.latitude, o.longitude, o.depth_km, o.rms, o.method))
-        db.executemany(
-            "INSERT OR IGNORE INTO arrivals VALUES (?,?,?,?,?,?)",
+        db.insert_many(
+            "INSERT INTO arrivals VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(origin_id, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
         )
         stored = replace(event, arrivals=tuple(arrivals), id=event_id)
@@ -292,14 +315,14 @@ class Catalog:
             self._write_magnitude(db, event_id, magnitude)
 
     @staticmethod
-    def _write_magnitude(db: sqlite3.Connection, event_id: str, m: Magnitude) -> None:
+    def _write_magnitude(db: Connection, event_id: str, m: Magnitude) -> None:
         mag_id = f"{ID_PREFIX}/magnitude/{event_id.rsplit('/', 1)[-1]}/{m.type}"
         db.execute("DELETE FROM station_magnitudes WHERE magnitude_id IN "
                    "(SELECT id FROM magnitudes WHERE event_id=?)", (event_id,))
         db.execute("DELETE FROM magnitudes WHERE event_id=?", (event_id,))
         db.execute("INSERT INTO magnitudes VALUES (?,?,?,?,?,?,?,?)",
                    (mag_id, event_id, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
-        db.executemany(
+        db.insert_many(
             "INSERT INTO station_magnitudes VALUES (?,?,?,?,?,?,?,?)",
             [(mag_id, s.station.network, s.station.station, s.station.location, s.station.channel_prefix,
               s.value, s.amplitude_m, s.distance_km) for s in m.station_magnitudes],
@@ -308,21 +331,21 @@ class Catalog:
     def events(self, start: float | None = None, end: float | None = None) -> list[Event]:
         """Events with origin time in ``[start, end)`` (either bound optional), by time then id."""
         where, args = _where([("time >= ?", start), ("time < ?", end)])
-        with self._lock:
-            ids = [r["id"] for r in self._db.execute(f"SELECT id FROM events{where} ORDER BY time, id", args)]
+        with self._reading() as db:
+            ids = [r["id"] for r in db.execute(f"SELECT id FROM events{where} ORDER BY time, id", args)]
             return [self._read_event(i) for i in ids]
 
     def latest_events(self, limit: int) -> list[Event]:
         """The ``limit`` latest events (by origin time), newest first."""
-        with self._lock:
-            ids = [r["id"] for r in self._db.execute("SELECT id FROM events ORDER BY time DESC, id DESC LIMIT ?",
+        with self._reading() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM events ORDER BY time DESC, id DESC LIMIT ?",
                                                      (limit,))]
             return [self._read_event(i) for i in ids]
 
     def event(self, event_id: str) -> Event:
         """One event by its resource id or the hash at its end; UserError when unknown or ambiguous."""
-        with self._lock:
-            rows = self._db.execute("SELECT id FROM events WHERE id = ? OR id LIKE ?",
+        with self._reading() as db:
+            rows = db.execute("SELECT id FROM events WHERE id = ? OR id LIKE ?",
                                     (event_id, f"%/{event_id}%")).fetchall()
             exact = [r["id"] for r in rows if r["id"] == event_id]
             ids = exact or [r["id"] for r in rows]
@@ -334,8 +357,8 @@ class Catalog:
     def associated_pick_ids(self, start: float | None = None) -> set[str]:
         """Ids of picks already used by a stored event (with pick time >= ``start`` if given)."""
         where, args = _where([("p.time >= ?", start)])
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT a.pick_id FROM arrivals a JOIN picks p ON p.id = a.pick_id{where}", args
             ).fetchall()
         return {r[0] for r in rows}
@@ -363,9 +386,12 @@ class Catalog:
         return Event(origin, arrivals, magnitude, id=event_id)
 
 
-def _pick_from_row(r: sqlite3.Row) -> Pick:
+def _pick_from_row(r) -> Pick:
     return Pick(_key(r), r["phase"], r["time"], r["probability"], r["snr"], r["amplitude"], r["probability_std"],
                 r["time_uncertainty"], id=r["id"])
+
+
+_SET_STATE = "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
 def _real(value: float | None) -> float | None:
@@ -373,18 +399,18 @@ def _real(value: float | None) -> float | None:
 
 
 class _Transaction:
-    """``with``-block holding the catalog lock around BEGIN IMMEDIATE ... COMMIT/ROLLBACK; an
-    operational failure anywhere (also at COMMIT, e.g. a full disk) rolls back and raises
-    ``CatalogWriteError``."""
+    """``with``-block holding the catalog lock around BEGIN ... COMMIT/ROLLBACK; an operational
+    failure anywhere (also at COMMIT, e.g. a full disk or a dropped server connection) rolls back
+    and raises ``CatalogWriteError``."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: Path):
+    def __init__(self, db: Connection, lock: threading.RLock, path: Path | str):
         self._db, self._lock, self._path = db, lock, path
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Connection:
         self._lock.acquire()
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+            self._db.begin()
+        except self._db.operational as exc:
             self._lock.release()
             raise self._error(exc) from exc
         return self._db
@@ -393,17 +419,15 @@ class _Transaction:
         try:
             if exc_type is None:
                 try:
-                    self._db.execute("COMMIT")
+                    self._db.commit()
                     return
-                except sqlite3.OperationalError as failed:
+                except self._db.operational as failed:
                     exc = failed
-            if self._db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL can)
-                self._db.execute("ROLLBACK")
+            self._db.rollback()
         finally:
             self._lock.release()
-        if isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, self._db.operational):
             raise self._error(exc) from exc
 
-    def _error(self, exc: sqlite3.OperationalError) -> CatalogWriteError:
-        return CatalogWriteError(f"{self._path}: cannot write the catalog ({exc})")
-
+    def _error(self, exc: BaseException) -> CatalogWriteError:
+        return CatalogWriteError(f"{self._path}: cannot write the catalog ({one_line(exc)})")
