@@ -178,7 +178,11 @@ class PostgreSQLConnection:
         self.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
 
     def schema_version(self) -> int:
-        if self.execute("SELECT to_regclass(?)", (VERSION_TABLE,)).fetchone()[0] is None:
+        # a query of the catalog table, not to_regclass(): its cached "no such table" survives another
+        # session's commit until this one takes a table lock, so a process waiting at lock_schema() would
+        # not see the schema just created
+        if not self.execute("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+                            "AND tablename = ?", (VERSION_TABLE,)).fetchone()[0]:
             return 0
         row = self.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
         return 0 if row is None else row[0]

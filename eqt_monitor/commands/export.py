@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eqt_monitor.catalog.backend import catalog_target
 from eqt_monitor.errors import UserError
 
 NAME = "export"
+DB_HELP = "the catalog: an SQLite file or postgresql://USER@HOST[:PORT]/DB"
 HELP = "write the catalog (a time span of it) as QuakeML 1.2, an events CSV, or EQTransformer's picks CSV"
 
 
@@ -14,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``export`` (DESIGN.md §3)."""
     from eqt_monitor.catalog.export import FORMATS
 
-    parser.add_argument("--db", type=Path, required=True, help="SQLite catalog")
+    parser.add_argument("--db", type=catalog_target, required=True, help=DB_HELP)
     parser.add_argument("--format", choices=FORMATS, required=True,
                         help="quakeml; csv (one row per event); eqt-csv (EQTransformer's X_prediction_results.csv)")
     parser.add_argument("--out", type=Path, required=True, help="output file")
@@ -34,11 +36,12 @@ def parse_time(value: str | None, flag: str) -> float | None:
         raise UserError(f"{flag}: not a UTC time: {value!r} (e.g. 2020-10-01T00:00)") from None
 
 
-def open_existing(path: Path):
-    """The catalog at ``path``; UserError when there is no such file (instead of creating an empty one)."""
+def open_existing(path: Path | str):
+    """The catalog at ``path`` (a file or a PostgreSQL database); UserError when there is no such file
+    (instead of creating an empty one)."""
     from eqt_monitor.catalog.store import Catalog
 
-    if not path.is_file():
+    if isinstance(path, Path) and not path.is_file():
         raise UserError(f"--db {path}: no such catalog file")
     return Catalog(path)
 

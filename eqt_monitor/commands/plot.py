@@ -5,7 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from eqt_monitor.commands.export import open_existing
+from eqt_monitor.catalog.backend import catalog_target
+from eqt_monitor.commands.export import DB_HELP, open_existing
 from eqt_monitor.errors import UserError
 
 NAME = "plot"
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--day", help="helicorder day, UTC (e.g. 2014-05-01)")
     parser.add_argument("--start", metavar="HH:MM", default="00:00", help="helicorder start within the day (default 00:00)")
     parser.add_argument("--end", metavar="HH:MM", default="24:00", help="helicorder end within the day (default 24:00)")
-    parser.add_argument("--db", type=Path, required=True, help="SQLite catalog")
+    parser.add_argument("--db", type=catalog_target, required=True, help=DB_HELP)
     parser.add_argument("--out", type=Path, required=True, help="output PNG")
     parser.add_argument("--source", help="waveform source URI (default: the source of the catalog's last run)")
     parser.add_argument("--model", help="model to re-run (default: the last run's)")

@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from eqt_monitor.catalog.backend import catalog_target
+from eqt_monitor.commands.export import DB_HELP
 from eqt_monitor.commands.span_args import add_span_arguments, read_span
 from eqt_monitor.errors import UserError
 
@@ -23,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (default: the config's, else original)")
     parser.add_argument("--weights", type=Path, help="weights file (.h5 Keras 2 or .keras); default: the published ones")
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), help="Keras backend (default: the config's)")
-    parser.add_argument("--db", type=Path, help="SQLite catalog (default: the config's catalog, else catalog.sqlite)")
+    parser.add_argument("--db", type=catalog_target,
+                        help=DB_HELP + " (default: the config's catalog, else catalog.sqlite)")
     parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")

@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from eqt_monitor.catalog.backend import catalog_target
+from eqt_monitor.commands.export import DB_HELP
 from eqt_monitor.errors import UserError
 
 NAME = "run"
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the CLI contract (DESIGN.md §3) plus where to start without saved progress."""
     parser.add_argument("--config", type=Path, required=True, help="stations.yaml (re-read on SIGHUP)")
     parser.add_argument("--source", help="live source URI (seedlink://HOST:PORT, fdsn://HOST:PORT); overrides the config's")
-    parser.add_argument("--db", type=Path, help="SQLite catalog (default: the config's catalog)")
+    parser.add_argument("--db", type=catalog_target, help=DB_HELP + " (default: the config's catalog)")
     parser.add_argument("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default: the config's, 127.0.0.1:9108)")
     parser.add_argument("--begin", help="UTC time to start stations without saved progress from (default: new data only)")
     parser.add_argument("--quakeml", type=Path, help="rolling QuakeML file (default: <state_dir>/events.xml)")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from eqt_monitor.catalog.backend import is_server
 from eqt_monitor.config.document import YamlDocument, check_keys, dataclass_section, read_text, typed
 from eqt_monitor.config.settings import (
     BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, MAX_MC_DROPOUT, ModelConfig, MonitorConfig, StationConfig,
@@ -164,6 +165,9 @@ def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorCo
     folders: dict[str, Path] = {}
     for name, is_dir in (("catalog", False), ("state_dir", True)):
         node = top.get(name, (None, doc.root))[1]
+        if name == "catalog" and name in top and is_server(typed(doc, node, name, str)):
+            folders[name] = typed(doc, node, name, str)  # a PostgreSQL database, not a file
+            continue
         folder = (base / (typed(doc, node, name, str) if name in top else MonitorConfig.__dataclass_fields__[name].default)).resolve()
         if folder.exists() and folder.is_dir() != is_dir:
             raise doc.error(node, name, f"{folder} is {'a file' if is_dir else 'a folder'}, expected {'a folder' if is_dir else 'an SQLite file'}")

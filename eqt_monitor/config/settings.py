@@ -70,7 +70,7 @@ class MonitorConfig:
     sources: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     buffer: GapPolicy = field(default_factory=GapPolicy)
-    catalog: Path = Path("catalog.sqlite")
+    catalog: Path | str = Path("catalog.sqlite")  # an SQLite file, or a postgresql:// URI (catalog.backend)
     state_dir: Path = Path("state")
     metrics_addr: str = "127.0.0.1:9108"
     association: AssociatorConfig = field(default_factory=AssociatorConfig)

@@ -66,7 +66,7 @@ class Daemon:
     """The running service; ``run()`` blocks until SIGTERM/SIGINT (or ``stop()``) and returns 0."""
 
     def __init__(self, config: MonitorConfig, *, predict_fn: Callable[[np.ndarray], np.ndarray], model_name: str,
-                 weights_sha256: str, source: str | None = None, db: Path | None = None,
+                 weights_sha256: str, source: str | None = None, db: Path | str | None = None,
                  metrics_addr: str | None = None, begin: float | None = None, quakeml: Path | None = None,
                  settings: DaemonSettings = DaemonSettings()) -> None:
         self.config, self.source_override, self.begin, self.settings = config, source, begin, settings

@@ -33,7 +33,7 @@ WRITE_ERRORS = (CatalogWriteError, OSError)
 class Storage:
     """Up/down state of each file the daemon writes (thread-safe: jobs write too)."""
 
-    def __init__(self, catalog: Path, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, catalog: Path | str, clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = str(catalog)
         self._clock = clock
         self._down: dict[str, tuple[float, str]] = {}  # target -> (since, why)
