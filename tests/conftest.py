@@ -132,10 +132,9 @@ def archive(sds: Path) -> dict:
     return out
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """A real PostgreSQL server for the session (``tests/pgserver.py``); skips when PostgreSQL's
-    binaries are not installed (Debian's ``postgresql`` package; ``.ci/run`` installs it)."""
+def _pg_server():
+    """A started real PostgreSQL server (``tests/pgserver.py``), removed at the end; skips when
+    PostgreSQL's binaries are not installed (Debian's ``postgresql`` package; ``.ci/run`` installs it)."""
     from pgserver import PostgresServer, bin_dir
 
     found = bin_dir()
@@ -147,6 +146,18 @@ def pg_server():
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The session's PostgreSQL server (each test makes its own database: ``new_database()``)."""
+    yield from _pg_server()
+
+
+@pytest.fixture
+def own_pg_server():
+    """A PostgreSQL server of the test's own, which it may stop and start again."""
+    yield from _pg_server()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

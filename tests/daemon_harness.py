@@ -101,8 +101,18 @@ def daemon(config: Path, source: str, metrics_port: int, log: Path, begin: str, 
     return proc
 
 
-def settled(db: Path) -> dict[str, float]:
-    """The daemon's committed progress per station (empty before its first commit)."""
+def settled(db: Path | str) -> dict[str, float]:
+    """The daemon's committed progress per station (empty before its first commit, or while a
+    PostgreSQL catalog's server is down)."""
+    if isinstance(db, str):  # a postgresql:// catalog
+        from eqt_monitor.catalog.store import Catalog, CatalogWriteError
+
+        try:
+            with Catalog(db) as catalog:
+                value = catalog.get_state("daemon.settled")
+        except CatalogWriteError:
+            return {}
+        return json.loads(value) if value else {}
     if not db.exists():
         return {}
     try:

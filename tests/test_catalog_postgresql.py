@@ -4,6 +4,7 @@ opening one database at once, passwords kept out of messages), and the Salton Se
 the same picks, events and QuakeML as into SQLite."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -93,25 +94,12 @@ def test_a_dropped_connection_is_a_one_line_write_error_and_the_retry_reconnects
         assert len(cat.picks()) == 6
 
 
-@pytest.fixture
-def own_server():
-    """A server of the test's own, to stop and start again."""
-    from pgserver import PostgresServer, bin_dir
-
-    if bin_dir() is None:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
-    server = PostgresServer(bin_dir())
-    server.start()
-    yield server
-    server.remove()
-
-
-def test_a_server_that_is_down_is_named_without_its_password_and_nothing_is_lost(own_server):
-    uri = own_server.new_database().replace("postgres@", "postgres:s3cret@")  # trust: the password is not checked
+def test_a_server_that_is_down_is_named_without_its_password_and_nothing_is_lost(own_pg_server):
+    uri = own_pg_server.new_database().replace("postgres@", "postgres:s3cret@")  # trust: the password is not checked
     with Catalog(uri) as cat:
         assert "s3cret" not in str(cat.path) and str(cat.path) == redacted(uri)
         cat.add_picks(_picks(5), model="m", weights_sha256=SHA)
-        own_server.stop()
+        own_pg_server.stop()
         for _ in range(2):  # stays refused while the server is down
             with pytest.raises(CatalogWriteError) as down:
                 cat.add_picks(_picks(5, offset=10), model="m", weights_sha256=SHA)
@@ -120,8 +108,34 @@ def test_a_server_that_is_down_is_named_without_its_password_and_nothing_is_lost
             assert "s3cret" not in message
         with pytest.raises(CatalogWriteError, match="cannot read the catalog"):
             cat.picks()
-        own_server.start()
+        own_pg_server.start()
         assert cat.add_picks(_picks(5, offset=10), model="m", weights_sha256=SHA) == 5
         assert len(cat.picks()) == 10
     with pytest.raises(CatalogWriteError, match=r"^postgresql://postgres@127\.0\.0\.1:\d+/nope: cannot open the catalog"):
-        Catalog(own_server.uri("nope"))
+        Catalog(own_pg_server.uri("nope"))
+
+
+@pytest.mark.slow
+def test_salton_replay_into_sqlite_and_postgresql_gives_the_same_catalog(shared, original_weights, pg_server,
+                                                                        tmp_path):
+    from eqt_monitor.cli import main
+
+    folder = shared / "data" / "salton_sea_2020"
+    targets = {"sqlite": str(tmp_path / "salton.sqlite"), "postgresql": pg_server.new_database()}
+    for name, db in targets.items():
+        assert main(["replay", "--inventory", str(folder / "stations.xml"), "--source", f"file://{folder}/mseed/*.mseed",
+                     "--start", "2020-10-01T00:00", "--end", "2020-10-01T00:03", "--weights", str(original_weights),
+                     "--db", db, "--quakeml", str(tmp_path / f"{name}.xml"), "--no-progress"]) == 0
+        for fmt in ("quakeml", "csv", "eqt-csv"):
+            assert main(["export", "--db", db, "--format", fmt, "--out", str(tmp_path / f"{name}.{fmt}")]) == 0
+    with Catalog(targets["sqlite"]) as lite, Catalog(targets["postgresql"]) as pg:
+        events = lite.events()
+        assert len(lite.picks()) > 100 and len(events) >= 4 and all(e.magnitude is not None for e in events)
+        assert pg.picks() == lite.picks()  # every field, times bit for bit
+        assert pg.detections() == lite.detections()
+        assert pg.events() == events  # origins, arrivals with their picks, magnitudes with station magnitudes
+        assert pg.stations() == lite.stations()
+        assert dataclasses.replace(pg.last_run(), started=0) == dataclasses.replace(lite.last_run(), started=0)
+        assert pg.associated_pick_ids() == lite.associated_pick_ids()
+    for suffix in ("xml", "quakeml", "csv", "eqt-csv"):
+        assert (tmp_path / f"postgresql.{suffix}").read_bytes() == (tmp_path / f"sqlite.{suffix}").read_bytes()

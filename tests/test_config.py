@@ -46,6 +46,12 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     assert config.model.step == 1000 and config.model.detection_threshold == 0.3
 
 
+def test_a_postgresql_catalog_is_kept_as_its_uri(tmp_path):
+    uri = "postgresql://eqt@db.example:5433/catalog"
+    config = load_config(write(tmp_path, GOOD + f"catalog: {uri}\n"))
+    assert config.catalog == uri  # not a path resolved against the file (which would lose the //)
+
+
 @pytest.mark.parametrize(
     "old, new, line, field",
     [

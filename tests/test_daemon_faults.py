@@ -40,7 +40,7 @@ def chile_config(folder: Path, weights: Path, codes: list[str] | None = None) ->
     return write_config(folder, station_entries(load_config(ROOT / "stations.yaml"), codes), weights)
 
 
-def assert_live_equals_replay(model, db: Path, config_path: Path, source: str, end: str, final: dict) -> None:
+def assert_live_equals_replay(model, db: Path | str, config_path: Path, source: str, end: str, final: dict) -> None:
     """The catalog's picks are replay's up to each station's settled time (from CONTEXT_S on: the
     archive goes on before ``START``, and replay's first windows see that data, the stream's do not)."""
     from_ = T(START) + CONTEXT_S
@@ -67,7 +67,7 @@ def released(server) -> Callable[[], bool]:
     return lambda: "all data up to" in server.text()
 
 
-def progress_past(db: Path, seconds: float) -> None:
+def progress_past(db: Path | str, seconds: float) -> None:
     wait_for(lambda: min(settled(db).values(), default=0) > T(START) + seconds, 120, f"progress past {seconds:.0f} s")
 
 
@@ -173,6 +173,40 @@ def test_a_full_disk_holds_picks_in_memory_and_catches_up_losing_nothing(origina
     assert done.returncode != 0 and "Traceback" not in output, output
     lines = [line for line in output.splitlines() if str(replay_db) in line]
     assert len(lines) == 1 and "full" in lines[0], output
+
+
+def test_a_postgresql_server_that_goes_down_holds_picks_in_memory_and_catches_up_losing_nothing(
+        original_weights, model, tmp_path, sds, own_pg_server):
+    """chile 00:00-00:30 at 60x into a PostgreSQL catalog whose server is stopped at ~00:08 and started
+    again once /healthz says so: the daemon stays up, retries, and the catalog ends as a clean run's."""
+    from eqt_monitor.catalog.backend import redacted
+
+    source, end, uri = f"sds://{sds}", "2014-05-01T00:30:00", own_pg_server.new_database()
+    config_path = chile_config(tmp_path, original_weights)
+    port, mport = free_port(), free_port()
+    run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", START, "--db", uri)
+    server = None
+    try:
+        wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
+        server = simulate(source, port, SPEED, tmp_path / "simulate.log", START, end)
+        progress_past(uri, 480)
+        own_pg_server.stop()
+        code, text = wait_for(lambda: (lambda h: h if h[0] == 503 else None)(healthz(mport)), 60, "/healthz to say")
+        assert f"{redacted(uri)} not writable" in text
+        assert run.p.poll() is None, "the daemon stays up"
+        own_pg_server.start()
+        wait_for(lambda: healthz(mport)[0] == 200, 90, "/healthz to be ok once the server is back")
+    except BaseException:
+        run.stop()
+        if server is not None:
+            server.stop()
+        raise
+    final, values = settle_and_stop(run, server, uri, released(server), 2, T(end) - 200)
+    log = run.text()
+    assert values["eqt_monitor_catalog_writable"] == 1 and values["eqt_monitor_catalog_held_items"] == 0
+    downs, ups = log.count(f"{uri}: not writable"), log.count(f"{uri}: writable again")
+    assert 1 <= downs == ups and "Traceback" not in log, log[-3000:]
+    assert_live_equals_replay(model, uri, config_path, source, end, final)
 
 
 def test_a_station_removed_and_added_back_by_sighup_resumes_from_its_settled_time(original_weights, model,
