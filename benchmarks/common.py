@@ -109,6 +109,9 @@ def machine() -> dict:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):  # the vector units really present (e.g. avx512f), not a guess
+                flags = set(line.split(":", 1)[1].split())
+                info["simd"] = sorted(f for f in flags if f.startswith(("avx", "fma", "amx", "sse4")))
                 break
     except OSError:
         pass

@@ -127,6 +127,23 @@ class Arrival:
 
 
 @dataclass(frozen=True)
+class OriginUncertainty:
+    """How well an origin is constrained (QuakeML ``originUncertainty`` and ``quality``): a confidence
+    ellipse of the epicentre, depth and time errors at ``confidence_level`` percent, and the geometry."""
+
+    confidence_level: float  # percent covered by the uncertainties below, e.g. 90.0
+    horizontal_km: float  # semi-major axis of the epicentral ellipse (QuakeML maxHorizontalUncertainty)
+    min_horizontal_km: float  # semi-minor axis (QuakeML minHorizontalUncertainty)
+    azimuth_max_horizontal: float  # degrees east of north of the semi-major axis
+    depth_km: float | None  # None when the depth was not resolved (fixed)
+    time_s: float
+    azimuthal_gap: float  # degrees, largest gap in station azimuths seen from the epicentre
+    used_phase_count: int
+    used_station_count: int
+    minimum_distance_km: float  # epicentral distance to the nearest station used
+
+
+@dataclass(frozen=True)
 class Origin:
     """A hypocentre: POSIX time, WGS84 position, depth below sea level in km."""
 
@@ -136,6 +153,7 @@ class Origin:
     depth_km: float
     rms: float | None
     method: str  # e.g. "PyOcto 0.2.2, 0D vp=6.00 vs=3.50 km/s"
+    uncertainty: OriginUncertainty | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +187,9 @@ class Event:
     arrivals: tuple[Arrival, ...]
     magnitude: Magnitude | None = None
     id: str = ""  # filled when read from (or stored in) the catalog
+    version: int = 1  # of the preferred origin: 1 at first commit, +1 each time late picks change it
+    status: str = "preliminary"  # QuakeML evaluationStatus; "rejected" once the event lost its support
+    updated: float | None = None  # POSIX wall-clock time the catalog last changed the event
 
     @property
     def short_id(self) -> str:

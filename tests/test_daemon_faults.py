@@ -14,7 +14,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import obspy
@@ -52,15 +54,36 @@ def assert_live_equals_replay(model, db: Path | str, config_path: Path, source: 
     assert_same_picks(live, expected)
 
 
-def start_live(folder: Path, logs: Path, sds: Path, end: str, weights: Path):
+@dataclass
+class LiveRun:
+    """A daemon on a simulator of chile: the two processes, the simulator's port, config and catalog."""
+
+    run: object
+    server: object
+    port: int
+    config_path: Path
+    db: Path
+
+    @contextmanager
+    def stopped_on_failure(self) -> Iterator[LiveRun]:
+        """Stop the daemon and the simulator (the one held by then) if the block fails."""
+        try:
+            yield self
+        except BaseException:
+            self.run.stop()
+            self.server.stop()
+            raise
+
+
+def start_live(folder: Path, logs: Path, sds: Path, end: str, weights: Path) -> LiveRun:
     """The daemon (config, catalog and state in ``folder``, logs in ``logs``) on a simulator of chile
-    from START to ``end``; returns (daemon, simulator, its port, config path, catalog path)."""
+    from START to ``end``."""
     config_path = chile_config(folder, weights)
     port, mport = free_port(), free_port()
     run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, logs / "run.log", START)
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
     server = simulate(f"sds://{sds}", port, SPEED, logs / "simulate.log", START, end)
-    return run, server, port, config_path, folder / "catalog.sqlite"
+    return LiveRun(run, server, port, config_path, folder / "catalog.sqlite")
 
 
 def released(server) -> Callable[[], bool]:
@@ -86,17 +109,14 @@ def test_a_server_whose_sequence_numbers_reset_is_resumed_by_time_losing_nothing
     """chile 00:00-01:20 at 60x; at ~00:25 the simulator is killed and started again with
     --start 00:15, so its record numbers no longer match the daemon's resume point."""
     source, end = f"sds://{sds}", "2014-05-01T01:20:00"
-    run, server, port, config_path, db = start_live(tmp_path, tmp_path, sds, end, original_weights)
-    try:
+    live = start_live(tmp_path, tmp_path, sds, end, original_weights)
+    run, db, config_path = live.run, live.db, live.config_path
+    with live.stopped_on_failure():
         progress_past(db, 1500)
-        server.signal(signal.SIGKILL)
-        server.wait(10)
-        server = simulate(source, port, SPEED, tmp_path / "simulate2.log", "2014-05-01T00:15:00", end)
-    except BaseException:
-        run.stop()
-        server.stop()
-        raise
-    final, values = settle_and_stop(run, server, db, released(server), 2, T(end) - 200)
+        live.server.signal(signal.SIGKILL)
+        live.server.wait(10)
+        live.server = simulate(source, live.port, SPEED, tmp_path / "simulate2.log", "2014-05-01T00:15:00", end)
+    final, values = settle_and_stop(run, live.server, db, released(live.server), 2, T(end) - 200)
     log = run.text()
     assert "the server's sequence numbers do not continue ours" in log
     assert values['eqt_monitor_errors_total{kind="seedlink_sequence_reset"}'] >= 1
@@ -137,9 +157,10 @@ def test_a_full_disk_holds_picks_in_memory_and_catches_up_losing_nothing(origina
     freed ~20 s later: the daemon stays up, /healthz says so, and the catalog ends as a clean run's.
     Then ``replay`` on the full disk fails with one line naming the catalog."""
     source, end = f"sds://{sds}", "2014-05-01T00:40:00"
-    run, server, _, config_path, db = start_live(small_disk, tmp_path, sds, end, original_weights)
+    live = start_live(small_disk, tmp_path, sds, end, original_weights)
+    run, server, config_path, db = live.run, live.server, live.config_path, live.db
     mport = run.metrics_port
-    try:
+    with live.stopped_on_failure():
         progress_past(db, 480)
         filler = fill(small_disk)
         code, text = wait_for(lambda: (lambda h: h if h[0] == 503 else None)(healthz(mport)), 60, "/healthz to say")
@@ -150,10 +171,6 @@ def test_a_full_disk_holds_picks_in_memory_and_catches_up_losing_nothing(origina
         assert run.p.poll() is None, "the daemon stays up"
         filler.unlink()
         wait_for(lambda: healthz(mport)[0] == 200, 90, "/healthz to be ok once space is back")
-    except BaseException:
-        run.stop()
-        server.stop()
-        raise
     final, values = settle_and_stop(run, server, db, released(server), 2, T(end) - 200)
     log = run.text()
     assert values["eqt_monitor_catalog_writable"] == 1 and values["eqt_monitor_catalog_held_items"] == 0
@@ -214,9 +231,10 @@ def test_a_station_removed_and_added_back_by_sighup_resumes_from_its_settled_tim
     """chile 00:00-00:40 at 60x: CX.PB02 is dropped by SIGHUP at ~00:10 and added back ~5 min of
     data later; its picks (and PB01's) are replay's: no near-duplicates around the re-add."""
     source, end = f"sds://{sds}", "2014-05-01T00:40:00"
-    run, server, port, config_path, db = start_live(tmp_path, tmp_path, sds, end, original_weights)
+    live = start_live(tmp_path, tmp_path, sds, end, original_weights)
+    run, server, config_path, db = live.run, live.server, live.config_path, live.db
     both = config_path.read_text()
-    try:
+    with live.stopped_on_failure():
         progress_past(db, 600)
         chile_config(tmp_path, original_weights, ["PB01"])
         run.signal(signal.SIGHUP)
@@ -226,9 +244,5 @@ def test_a_station_removed_and_added_back_by_sighup_resumes_from_its_settled_tim
         config_path.write_text(both)
         run.signal(signal.SIGHUP)
         wait_for(lambda: "reload: 1 station(s) added, 0 removed, 1 kept" in run.text(), 30, "the re-add")
-    except BaseException:
-        run.stop()
-        server.stop()
-        raise
     final, _ = settle_and_stop(run, server, db, released(server), 2, T(end) - 200)
     assert_live_equals_replay(model, db, config_path, source, end, final)
