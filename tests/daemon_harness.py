@@ -103,16 +103,16 @@ def daemon(config: Path, source: str, metrics_port: int, log: Path, begin: str, 
 
 def settled(db: Path | str) -> dict[str, float]:
     """The daemon's committed progress per station (empty before its first commit, or while a
-    PostgreSQL catalog's server is down)."""
+    PostgreSQL catalog's server is down); on a PostgreSQL catalog, that of every daemon (shard)."""
     if isinstance(db, str):  # a postgresql:// catalog
         from eqt_monitor.catalog.store import Catalog, CatalogWriteError
 
         try:
             with Catalog(db) as catalog:
-                value = catalog.get_state("daemon.settled")
+                shards = catalog.states("daemon.settled").values()
         except CatalogWriteError:
             return {}
-        return json.loads(value) if value else {}
+        return {station: t for value in shards for station, t in json.loads(value).items()}
     if not db.exists():
         return {}
     try:

@@ -246,6 +246,13 @@ class Catalog:
             row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else row["value"]
 
+    def states(self, prefix: str) -> dict[str, str]:
+        """The state entries whose key starts with ``prefix`` (e.g. every shard's horizon)."""
+        with self._reading() as db:
+            rows = db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key",
+                              (len(prefix), prefix)).fetchall()
+        return {r["key"]: r["value"] for r in rows}
+
     def set_state(self, key: str, value: str) -> None:
         """Set a value in the key/value state table."""
         with self._transaction() as db:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from eqt_monitor.catalog.backend import catalog_target
@@ -26,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--silent-after", type=float, default=120.0,
                         help="seconds without data before a station is flagged silent (default 120)")
     parser.add_argument("--poll-interval", type=float, default=30.0, help="seconds between FDSN polls (default 30)")
+    parser.add_argument("--shard", help="this daemon's name among several writing one PostgreSQL catalog, each with "
+                        "a shard of the stations (its progress and horizon are kept under it; README, Many daemons)")
+    parser.add_argument("--shard-stale-after", type=float, default=60.0,
+                        help="seconds after which a silent shard no longer holds association back (default 60)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         begin = UTCDateTime(args.begin).timestamp if args.begin else None
     except Exception:
         raise UserError(f"--begin: not a UTC time: {args.begin!r} (e.g. 2014-05-01T00:00)") from None
-    if args.silent_after <= 0 or args.poll_interval <= 0:
-        raise UserError("--silent-after and --poll-interval must be positive")
+    if args.silent_after <= 0 or args.poll_interval <= 0 or args.shard_stale_after <= 0:
+        raise UserError("--silent-after, --poll-interval and --shard-stale-after must be positive")
+    if args.shard is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.shard):
+        raise UserError(f"--shard {args.shard!r}: use letters, digits, '_', '.' and '-'")
 
     from eqt_monitor.model.backend import configure
 
@@ -54,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
                                      seed=config.model.mc_seed)
     sha = loaded.weights_sha256 or "random"
     metrics.set_model_info(config.model.name, sha, config.model.backend)
-    settings = DaemonSettings(silent_after=args.silent_after, poll_every=args.poll_interval)
+    settings = DaemonSettings(silent_after=args.silent_after, poll_every=args.poll_interval,
+                              shard_stale_after=args.shard_stale_after)
     daemon = Daemon(config, predict_fn=predict, model_name=config.model.name, weights_sha256=sha,
                     source=args.source, db=args.db, metrics_addr=args.metrics_addr, begin=begin,
-                    quakeml=args.quakeml, settings=settings)
+                    quakeml=args.quakeml, settings=settings, shard=args.shard)
     return daemon.run()

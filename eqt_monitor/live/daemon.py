@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import obspy
 
+from eqt_monitor.catalog.backend import is_server
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.config import MonitorConfig, load_config
 from eqt_monitor.driver import CatalogWriter, StationPipeline, fetcher, sources_by_station
@@ -30,7 +31,8 @@ from eqt_monitor.errors import UserError
 from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.live import metrics
 from eqt_monitor.live.health import StationHealth
-from eqt_monitor.live.progress import Progress
+from eqt_monitor.live.progress import Progress, state_key
+from eqt_monitor.live.shards import SharedAssociation
 from eqt_monitor.live.status import StatusPage
 from eqt_monitor.live.status import gather as gather_status
 from eqt_monitor.live.sdnotify import Notifier
@@ -56,6 +58,7 @@ class DaemonSettings:
     silent_after: float = 120.0  # a station without data this long is flagged
     rolling_s: float = 86400.0  # the rolling QuakeML holds events this far back from the association horizon
     shutdown_bound: float = 30.0  # SIGTERM → exit within this (else a hard exit, status 1)
+    shard_stale_after: float = 60.0  # a shared catalog: a shard silent this long no longer holds association back
     max_batches_per_step: int = 8  # model calls per loop turn: a backlog is worked off in turns that
     # still commit, ping the watchdog and see SIGTERM/SIGHUP
     max_held: int = 200_000  # picks + detections held in memory while the catalog refuses writes; past it
@@ -68,15 +71,19 @@ class Daemon:
     def __init__(self, config: MonitorConfig, *, predict_fn: Callable[[np.ndarray], np.ndarray], model_name: str,
                  weights_sha256: str, source: str | None = None, db: Path | str | None = None,
                  metrics_addr: str | None = None, begin: float | None = None, quakeml: Path | None = None,
-                 settings: DaemonSettings = DaemonSettings()) -> None:
+                 settings: DaemonSettings = DaemonSettings(), shard: str | None = None) -> None:
         self.config, self.source_override, self.begin, self.settings = config, source, begin, settings
         self.model_name, self.weights_sha256 = model_name, weights_sha256
-        self.catalog = Catalog(db or config.catalog)
+        target = db or config.catalog
+        self.catalog = Catalog(target)
+        # a PostgreSQL catalog may be shared by several daemons: the one holding its lock associates
+        self.shared = (SharedAssociation(self.catalog, target, shard, config.coordinates(), config.association,
+                                         settings.shard_stale_after) if is_server(target) else None)
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.quakeml = quakeml or self.state_dir / "events.xml"
         self.metrics_addr = metrics_addr or config.metrics_addr
-        self.progress = Progress(self.catalog)
+        self.progress = Progress(self.catalog, state_key(shard))
         self.storage = Storage(self.catalog.path)
         self._run_recorded = False
         self.writer = CatalogWriter(self.catalog, model=model_name, weights_sha256=weights_sha256)
@@ -117,7 +124,14 @@ class Daemon:
         if not coordinates:
             log.warning("no station coordinates in the config: picks are not associated into events")
             return None
+        if self.shared is not None:  # it associates from the catalog, while it holds the lock
+            self.shared.coordinates = coordinates
+            return None
         return LiveAssociator(coordinates, self.config.association, store=self.catalog)
+
+    def _associator(self) -> LiveAssociator | None:
+        """The associator in use: this daemon's own, or on a shared catalog the lock holder's."""
+        return self.shared.associator if self.shared is not None else self.associator
 
     def _put(self, trace: obspy.Trace, arrived: float) -> None:
         while not self._closing.is_set():
@@ -298,20 +312,24 @@ class Daemon:
         return min(times) if times else None
 
     def associate(self) -> None:
-        """Scheduler job: commit the events no later pick can change, with their ML."""
+        """Scheduler job: commit the events no later pick can change, with their ML (on a shared
+        catalog: publish this shard's horizon, and associate all shards' picks while holding the lock)."""
         until = self.complete_until()
-        if self.associator is None or until is None:
-            return
         t0 = time.perf_counter()
         try:
             with self._assoc_lock:
-                events = self.associator.advance(until)
+                if self.shared is not None:
+                    until = self.shared.step(until)
+                associator = self._associator()
+                if associator is None or until is None:
+                    return
+                events = associator.advance(until)
         except WRITE_ERRORS as exc:  # the slice is tried again at the next run
             self.storage.failed(self.catalog.path, "writing events", exc)
             return
         metrics.ASSOCIATION_SECONDS.observe(time.perf_counter() - t0)
-        if math.isfinite(self.associator.horizon):
-            metrics.ASSOCIATION_LAG.set(time.time() - self.associator.horizon)
+        if math.isfinite(associator.horizon):
+            metrics.ASSOCIATION_LAG.set(time.time() - associator.horizon)
         if events:
             metrics.EVENTS.inc(len(events))
             log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
@@ -335,7 +353,8 @@ class Daemon:
         """Scheduler job: rewrite the rolling QuakeML file (atomically)."""
         from eqt_monitor.catalog.export import export_quakeml
 
-        horizon = self.associator.horizon if self.associator is not None else -math.inf
+        associator = self._associator()
+        horizon = associator.horizon if associator is not None else -math.inf
         if not math.isfinite(horizon):
             return
         tmp = self.quakeml.with_name(self.quakeml.name + ".tmp")
@@ -430,6 +449,8 @@ class Daemon:
         self.commit()
         self.associate()
         self.export()
+        if self.shared is not None:
+            self.shared.close()
         self.http.close()
         self.catalog.close()
         bound.cancel()

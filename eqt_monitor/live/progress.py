@@ -17,7 +17,12 @@ from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.pipeline.engine import CONTEXT_S
 from eqt_monitor.records import Detection, Pick, StationKey
 
-STATE_KEY = "daemon.settled"
+STATE_KEY = "daemon.settled"  # a daemon with a shard name (several sharing one catalog): STATE_KEY.<shard>
+
+
+def state_key(shard: str | None) -> str:
+    """The state key of a daemon's progress: one per shard, so daemons sharing a catalog keep theirs apart."""
+    return STATE_KEY if shard is None else f"{STATE_KEY}.{shard}"
 
 T = TypeVar("T", Pick, Detection)
 
@@ -29,9 +34,9 @@ def _time(item: Pick | Detection) -> float:
 class Progress:
     """``settled`` per station (station id ``NET.STA.LOC``), loaded from and saved to the catalog."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.restored: dict[str, float] = json.loads(catalog.get_state(STATE_KEY, "{}"))
+    def __init__(self, catalog: Catalog, key: str = STATE_KEY) -> None:
+        self.catalog, self.key = catalog, key
+        self.restored: dict[str, float] = json.loads(catalog.get_state(key, "{}"))
         self.settled: dict[str, float] = dict(self.restored)
         self._lock = threading.Lock()
 
@@ -57,7 +62,7 @@ class Progress:
         """Write the settled times to the catalog; returns them."""
         with self._lock:
             snapshot = dict(self.settled)
-        self.catalog.set_state(STATE_KEY, json.dumps(snapshot, sort_keys=True))
+        self.catalog.set_state(self.key, json.dumps(snapshot, sort_keys=True))
         return snapshot
 
     def get(self, key: StationKey) -> float | None:
