@@ -36,8 +36,9 @@ def _key(sid: str) -> StationKey:
     return StationKey(net, sta, loc, "HH")
 
 
-def _synthetic_picks(rng, stations, hypocentres, travel_time) -> list[Pick]:
-    """Picks at the model's travel times (+ 50 ms noise, 10 % missing) and random false picks."""
+def _synthetic_picks(rng, stations, hypocentres, travel_time, noise=(0.05, 0.05)) -> list[Pick]:
+    """Picks at the model's travel times (+ Gaussian noise, ``noise`` = P and S std in s, 10 % missing)
+    and random false picks."""
     picks = []
     for t0, lat, lon, depth in hypocentres:
         for sid, (slat, slon, elev) in stations.items():
@@ -46,7 +47,7 @@ def _synthetic_picks(rng, stations, hypocentres, travel_time) -> list[Pick]:
                 if rng.uniform() < 0.1:
                     continue
                 tt = travel_time(phase, epi, depth + elev / 1000.0)
-                picks.append(Pick(_key(sid), phase, t0 + tt + rng.normal(0, 0.05), 0.8))
+                picks.append(Pick(_key(sid), phase, t0 + tt + rng.normal(0, noise[phase == "S"]), 0.8))
     end = hypocentres[-1][0] + 60.0
     for sid in stations:
         for _ in range(int((end - T_START) / 30)):  # one false pick per station every 30 s
@@ -218,3 +219,38 @@ def test_picks_from_unknown_stations_are_skipped_with_a_warning(scenario, caplog
     found = associate(window, stations)
     assert "ZZ.NOPE." in caplog.text
     assert all(a.pick.station.station != "NOPE" for e in found for a in e.arrivals)
+
+
+@pytest.fixture(scope="module")
+def noisy_events():
+    """40 events picked with EqT-like noise (P 0.05 s, S 0.1 s std), located: (hypocentres, events)."""
+    rng = np.random.default_rng(21)
+    stations = _network(rng)
+    hypocentres = _hypocentres(rng, 40)
+    picks = _synthetic_picks(rng, stations, hypocentres, _homogeneous(), noise=(0.05, 0.1))
+    return hypocentres, associate(picks, stations)
+
+
+def test_true_hypocentres_lie_within_the_reported_uncertainty(noisy_events):
+    hypocentres, found = noisy_events
+    assert _matches(found, hypocentres) == len(hypocentres)
+    ellipse, depth, time, sizes = [], [], [], []
+    for t0, lat, lon, z in hypocentres:
+        o = min(found, key=lambda e: abs(e.origin.time - t0)).origin
+        u = o.uncertainty
+        assert u.confidence_level == 90.0 and u.used_phase_count >= 6 and 0 < u.azimuthal_gap < 360
+        # the true epicentre in the ellipse's axes (km along the major and minor axis)
+        metres, azimuth, _ = gps2dist_azimuth(o.latitude, o.longitude, lat, lon)
+        turn = math.radians(azimuth - u.azimuth_max_horizontal)
+        along, across = metres / 1000 * math.cos(turn), metres / 1000 * math.sin(turn)
+        ellipse.append(math.hypot(along / u.horizontal_km, across / u.min_horizontal_km))
+        if u.depth_km is not None:
+            depth.append(abs(o.depth_km - z) / u.depth_km)
+        time.append(abs(o.time - t0) / u.time_s)
+        sizes.append(u.horizontal_km)
+    assert np.mean(np.array(ellipse) <= 1) >= 0.9
+    assert len(depth) >= 0.9 * len(hypocentres) and np.mean(np.array(depth) <= 1) >= 0.9
+    assert np.mean(np.array(time) <= 1) >= 0.9
+    # and the regions are not so large that anything falls inside: 16 stations over 60 x 70 km
+    assert np.median(sizes) < 1.5
+    assert np.median(ellipse) > 0.1
