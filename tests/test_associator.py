@@ -5,8 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from obspy import read_events
 from obspy.geodetics import gps2dist_azimuth
+from obspy.io.quakeml.core import _validate
 
+from eqt_monitor.catalog.export import export_quakeml
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import ConfigError
 from eqt_monitor.events.associator import AssociatorConfig, associate
@@ -222,17 +225,22 @@ def test_picks_from_unknown_stations_are_skipped_with_a_warning(scenario, caplog
 
 
 @pytest.fixture(scope="module")
-def noisy_events():
-    """40 events picked with EqT-like noise (P 0.05 s, S 0.1 s std), located: (hypocentres, events)."""
+def noisy_events(tmp_path_factory):
+    """40 events picked with EqT-like noise (P 0.05 s, S 0.1 s std), located and stored:
+    (hypocentres, events as located, their catalog)."""
     rng = np.random.default_rng(21)
     stations = _network(rng)
     hypocentres = _hypocentres(rng, 40)
-    picks = _synthetic_picks(rng, stations, hypocentres, _homogeneous(), noise=(0.05, 0.1))
-    return hypocentres, associate(picks, stations)
+    cat = Catalog(tmp_path_factory.mktemp("noisy") / "catalog.sqlite")
+    cat.add_picks(_synthetic_picks(rng, stations, hypocentres, _homogeneous(), noise=(0.05, 0.1)),
+                  model="original", weights_sha256=SHA)
+    found = associate(cat.picks(), stations)
+    cat.add_events(found)
+    return hypocentres, found, cat
 
 
 def test_true_hypocentres_lie_within_the_reported_uncertainty(noisy_events):
-    hypocentres, found = noisy_events
+    hypocentres, found, _ = noisy_events
     assert _matches(found, hypocentres) == len(hypocentres)
     ellipse, depth, time, sizes = [], [], [], []
     for t0, lat, lon, z in hypocentres:
@@ -254,3 +262,16 @@ def test_true_hypocentres_lie_within_the_reported_uncertainty(noisy_events):
     # and the regions are not so large that anything falls inside: 16 stations over 60 x 70 km
     assert np.median(sizes) < 1.5
     assert np.median(ellipse) > 0.1
+
+
+def test_uncertainties_reach_the_catalog_and_the_quakeml(noisy_events, tmp_path):
+    _, found, cat = noisy_events
+    stored = cat.events()
+    assert [e.origin.uncertainty for e in stored] == [e.origin.uncertainty for e in found]
+    path = tmp_path / "noisy.xml"
+    assert export_quakeml(cat, path) == len(found)
+    assert _validate(str(path)) is True
+    origins = [e.preferred_origin() for e in read_events(str(path))]
+    assert [o.origin_uncertainty.max_horizontal_uncertainty for o in origins] == [
+        round(e.origin.uncertainty.horizontal_km * 1000, 1) for e in found]
+    assert all(o.quality.azimuthal_gap > 0 and o.depth_errors.confidence_level == 90.0 for o in origins)

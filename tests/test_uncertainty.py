@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from eqt_monitor.events.uncertainty import (azimuthal_gap, confidence_scales, covariance, ellipse,
-                                            origin_uncertainty, pick_errors)
-from eqt_monitor.records import Arrival, Pick, StationKey
+from eqt_monitor.events.uncertainty import (azimuthal_gap, covariance, ellipse, origin_uncertainty,
+                                            pick_errors)
+from eqt_monitor.records import Arrival, OriginUncertainty, Pick, StationKey, confidence_scales
 
 
 def _station(name: str) -> StationKey:
@@ -107,3 +107,11 @@ def test_degenerate_geometry_gives_no_uncertainty():
     arrivals, jacobian = _square_network()
     north_south = [0, 1, 4, 5]  # stations on a line through the epicentre cannot tell east from west
     assert origin_uncertainty(jacobian[north_south], [arrivals[i] for i in north_south]) is None
+
+
+def test_axis_errors_are_the_ellipse_marginals():
+    """Along an axis of the ellipse the 1-D error is that semi-axis rescaled from 2-D to 1-D coverage."""
+    u = OriginUncertainty(90.0, 2.146, 1.073, 30.0, 3.0, 0.2, 90.0, 10, 5, 4.0)
+    assert u.axis_km(30.0) == pytest.approx(1.645, abs=1e-3) and u.axis_km(120.0) == pytest.approx(0.8225, abs=1e-3)
+    # north: 1-sigma variance 1 cos^2 30 + 0.25 sin^2 30 = 0.8125
+    assert u.axis_km(0.0) == pytest.approx(1.645 * math.sqrt(0.8125), abs=1e-3)

@@ -3,7 +3,8 @@
 Stations are given as ``NET.STA.LOC -> (lat, lon, elevation_m)`` and projected to km on a
 transverse Mercator plane centred on the network. The velocity model is homogeneous (0D, ``vp``
 and ``vs``) by default, or 1D layered (``layers``, see ``events.velocity``). PyOcto associates;
-each event is then relocated by least squares and its outlying arrivals dropped.
+each event is then relocated by least squares and its outlying arrivals dropped; the origin's
+uncertainty comes from the fit's covariance (``events.uncertainty``).
 
 :func:`associate` runs over a whole span (replay); ``events.live.LiveAssociator`` runs the same
 association over sliding slices of a live feed.

@@ -7,17 +7,16 @@ least squares. Its covariance is the linearised one at the solution: the sandwic
 ``s² = max(1, Σ(rᵢ/σᵢ)² / (n - k))``: the residuals can make the errors larger than the picks'
 own (a velocity model that does not fit), never smaller. Errors are given at
 :data:`CONFIDENCE` percent as Gaussian regions: the epicentre's 2-D ellipse scaled by
-``√χ²₂``, depth and time intervals by ``√χ²₁`` (a 1-sigma ellipse covers only 39 % in 2-D).
+``√χ²₂``, depth and time intervals by ``√χ²₁`` (``records.confidence_scales``).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from statistics import NormalDist
 
 import numpy as np
 
-from eqt_monitor.records import Arrival, OriginUncertainty, Pick
+from eqt_monitor.records import Arrival, OriginUncertainty, Pick, confidence_scales
 
 CONFIDENCE = 90.0  # percent
 # s: the smallest time error a pick is given: EqT's picking spread plus the travel-time error of a
@@ -43,13 +42,6 @@ def covariance(jacobian: np.ndarray, residuals: np.ndarray, errors: np.ndarray) 
     inverse = np.linalg.inv(jacobian.T @ jacobian)
     scale = max(1.0, float(np.sum((residuals / errors) ** 2)) / (n - k)) if n > k else 1.0
     return scale * inverse @ (jacobian.T * errors**2) @ jacobian @ inverse
-
-
-def confidence_scales(confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The multiples of sigma that cover ``confidence`` percent in one and in two dimensions
-    (``√χ²₁``, ``√χ²₂``; 1.645 and 2.146 at 90 %)."""
-    p = confidence / 100.0
-    return NormalDist().inv_cdf((1.0 + p) / 2.0), math.sqrt(-2.0 * math.log(1.0 - p))
 
 
 def ellipse(epicentral: np.ndarray, scale: float) -> tuple[float, float, float]:
