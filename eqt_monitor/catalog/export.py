@@ -196,7 +196,8 @@ def write_events_csv(catalog: Catalog, path: str | Path, *, start: float | None 
             w.writerow([e.id, _iso(o.time), f"{o.latitude:.5f}", f"{o.longitude:.5f}", f"{o.depth_km:.2f}",
                         _num(o.rms, 3), len(e.arrivals), len({a.pick.station for a in e.arrivals}),
                         _num(m.value if m else None, 2), _num(m.uncertainty if m else None, 2),
-                        m.station_count if m else "", (m.reason or "") if m else ""] + _uncertainty_columns(o.uncertainty))
+                        m.station_count if m else "", (m.reason or "") if m else "",
+                        *_uncertainty_columns(o.uncertainty)])
     return len(events)
 
 
