@@ -54,6 +54,10 @@ def test_schema_version_row_newer_and_foreign_databases(pg_server):
         con.execute("UPDATE eqt_monitor_schema SET version = %s", (SCHEMA_VERSION + 1,))
     with pytest.raises(UserError, match=rf"/t\d+: catalog schema version {SCHEMA_VERSION + 1} is newer"):
         Catalog(uri)
+    with psycopg.connect(uri, autocommit=True) as con:  # PostgreSQL catalogs begin at schema 3
+        con.execute("UPDATE eqt_monitor_schema SET version = 2")
+    with pytest.raises(UserError, match="catalog schema version 2 predates this database's support"):
+        Catalog(uri)
     other = pg_server.new_database()
     with psycopg.connect(other, autocommit=True) as con:
         con.execute("CREATE TABLE x (a int)")

@@ -14,6 +14,7 @@ import re
 import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -80,6 +81,22 @@ class SQLiteConnection:
 
     def ddl(self, statement: str) -> str:
         return statement
+
+    first_version = 1  # the oldest schema version MIGRATIONS bring up to date here
+
+    @contextmanager
+    def migrating(self):
+        """Foreign keys off around a schema change (SQLite's way to rebuild tables; the PRAGMA is a
+        no-op inside a transaction), checked by ``foreign_key_problem`` before it commits."""
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
+
+    def foreign_key_problem(self) -> str | None:
+        broken = self._db.execute("PRAGMA foreign_key_check").fetchone()
+        return None if broken is None else f"table {broken[0]} row {broken[1]} refers to a missing {broken[2]} row"
 
     def lock_schema(self) -> None:
         """Nothing: ``BEGIN IMMEDIATE`` already keeps other writers out."""
@@ -172,6 +189,18 @@ class PostgreSQLConnection:
         for pattern, replacement in _PG_TYPES:
             statement = pattern.sub(replacement, statement)
         return statement
+
+    # PostgreSQL catalogs began at schema 3: the earlier steps rebuild tables the SQLite way (foreign
+    # keys off, tables renamed under their references), which PostgreSQL's references by table do not allow
+    first_version = 3
+
+    @contextmanager
+    def migrating(self):
+        """Nothing to set: PostgreSQL checks foreign keys as each statement runs."""
+        yield
+
+    def foreign_key_problem(self) -> str | None:
+        return None
 
     def lock_schema(self) -> None:
         """Serialise schema creation and migration between processes starting at once."""
