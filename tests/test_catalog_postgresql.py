@@ -137,7 +137,8 @@ def test_salton_replay_into_sqlite_and_postgresql_gives_the_same_catalog(shared,
         assert len(lite.picks()) > 100 and len(events) >= 4 and all(e.magnitude is not None for e in events)
         assert pg.picks() == lite.picks()  # every field, times bit for bit
         assert pg.detections() == lite.detections()
-        assert pg.events() == events  # origins, arrivals with their picks, magnitudes with station magnitudes
+        content = lambda es: [dataclasses.replace(e, updated=None) for e in es]  # noqa: E731 (wall-clock times differ)
+        assert content(pg.events()) == content(events)  # origins, uncertainties, arrivals and picks, magnitudes
         assert pg.stations() == lite.stations()
         assert dataclasses.replace(pg.last_run(), started=0) == dataclasses.replace(lite.last_run(), started=0)
         assert pg.associated_pick_ids() == lite.associated_pick_ids()
