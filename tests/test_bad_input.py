@@ -49,6 +49,8 @@ CONFIG_CASES = [
                             "    - {top_km: 0, vp: 5.0, vs: 2.9}\n"), "14: association.table_spacing_km: must be in [0.05, 50]"),
     ("pick-fraction-5", (None, BASE + "association:\n  min_pick_fraction: 5\n"), "13: association.min_pick_fraction: must be in [0, 1]"),
     ("zero-fill-huge", (None, BASE + "buffer:\n  zero_fill_max_s: 100000\n"), "13: buffer: gap policy: need 0 <= interpolate_max_s"),
+    ("run-ppsd-longer-than-span", ["run", "--config", "{cfg}", "--quality-span", "60", "--ppsd-length", "120"],
+     "--ppsd-length (120 s) must not exceed --quality-span (60 s)"),
     ("inventory-mseed", (None, BASE + "inventory: data.mseed\n"), "12: inventory: "),
     ("station-inventory-yaml", (None, "stations:\n  - inventory: other.yaml\n"), "2: stations[0].inventory: "),
     ("python-tag", (None, BASE + "agency: !!python/object/apply:os.system [echo hi]\n"), "12: refused: tag 'tag:yaml.org,2002:python/object/apply:os.system' not allowed"),

@@ -39,6 +39,8 @@ def test_mc_dropout_on_stead50(shared, original_weights, tmp_path):
     out = first(batch)
     again = load_predictor("original", original_weights, mc_dropout=SAMPLES, seed=SEED)[1](batch)
     np.testing.assert_array_equal(out, again)  # the same seed, the same samples
+    # a window's samples depend on the seed and the window only, not on the batch it is in
+    np.testing.assert_array_equal(first(batch[[2, 0]]), out[[2, 0]])
     assert out.shape == (N_TRACES, 6000, 6) and out[..., 3:].max() > 0
     peaks_mc, peaks_det = out[..., :3].max(axis=1), deterministic.max(axis=1)
     print("peak D/P/S deterministic", peaks_det.round(3).tolist(), "MC mean", peaks_mc.round(3).tolist())
@@ -87,3 +89,56 @@ def test_schema_1_catalog_is_migrated(tmp_path):
         assert catalog.schema_version == schema.SCHEMA_VERSION
         (pick,) = catalog.picks()
         assert pick.probability == 0.5 and pick.probability_std is None and pick.time_uncertainty is None
+
+
+@pytest.mark.slow
+def test_mc_dropout_in_the_daemon_is_reproducible_and_equals_the_mc_replay(shared, original_weights, sds, tmp_path):
+    """``eqt-monitor run`` with ``model.mc_dropout: 5`` (``mc_seed: 3``) twice against the simulator on chile
+    00:35-00:41 at 60x: every pick carries its spread and time uncertainty, both runs write the same
+    ones, and they are the serial Monte-Carlo replay's (from CONTEXT_S after the start up to the settled time)."""
+    from types import SimpleNamespace
+
+    from daemon_harness import ROOT, daemon, free_port, simulate, station_entries, wait_for, write_config
+    from eqt_monitor.config import load_config
+    from eqt_monitor.model.load import load_predictor
+    from eqt_monitor.pipeline.engine import CONTEXT_S
+    from test_daemon import _scrape_or_none, replay_settled_picks, settle_and_stop, T
+    from test_replay import assert_same_picks
+
+    start, end = "2014-05-01T00:35:00", "2014-05-01T00:41:00"
+    entries = station_entries(load_config(ROOT / "stations.yaml"))
+    runs = []
+    for n in range(2):
+        folder = tmp_path / f"run{n}"
+        folder.mkdir()
+        config_path = write_config(folder, entries, original_weights, "  mc_dropout: 5\n  mc_seed: 3\n")
+        port, mport = free_port(), free_port()
+        run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, folder / "run.log", start)
+        wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
+        server = simulate(f"sds://{sds}", port, 60, folder / "simulate.log", start, end)
+        final, _ = settle_and_stop(run, server, folder / "catalog.sqlite", lambda: "all data up to" in server.text(),
+                                   2, T(end) - 200)
+        with Catalog(folder / "catalog.sqlite") as catalog:
+            runs.append((final, catalog.picks()))
+    (final0, picks0), (final1, picks1) = runs
+    assert len(picks0) > 10 and all(p.probability_std is not None and p.time_uncertainty for p in picks0)
+
+    def uncertainty(picks, until):
+        return sorted((p.station.id, p.phase, p.time, p.probability, p.probability_std, p.time_uncertainty)
+                      for p in picks if p.time < until[p.station.id])
+
+    common = {k: min(final0[k], final1[k]) for k in final0}
+    assert uncertainty(picks0, common) == uncertainty(picks1, common)  # the same seed, the same picks
+
+    loaded, predict = load_predictor("original", original_weights, mc_dropout=5, seed=3)
+    config = load_config(tmp_path / "run0" / "stations.yaml")
+    # the archive goes on before `start`: replay's first windows see earlier data, the stream's do not
+    from_ = T(start) + CONTEXT_S
+    expected = [p for p in replay_settled_picks(SimpleNamespace(predict=predict, weights_sha256=loaded.weights_sha256),
+                                                config, T(start), T(end), f"sds://{sds}", final0) if p.time >= from_]
+    picks0 = [p for p in picks0 if p.time >= from_]
+    assert expected
+    assert_same_picks(picks0, expected)
+    key = lambda p: (p.station, p.phase, p.time)  # noqa: E731
+    for a, b in zip(sorted(picks0, key=key), sorted(expected, key=key)):
+        assert a.time_uncertainty == b.time_uncertainty and abs(a.probability_std - b.probability_std) <= 1e-5

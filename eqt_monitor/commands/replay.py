@@ -54,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--cluster: {problem}")
         if args.probabilities:
             raise UserError("--probabilities is not supported with --cluster (the client holds picks only)")
-        if config.model.mc_dropout:
-            raise UserError("model.mc_dropout is not supported with --cluster yet (the workers run the deterministic model)")
     if args.group < 1:
         raise UserError(f"--group: must be at least 1 station per task, got {args.group}")
     name = args.model or config.model.name
@@ -112,7 +110,7 @@ def _run_on_cluster(args: argparse.Namespace, config, name: str, weights, cluste
 
     path = resolve_weights(get_spec(name), weights)
     model = ModelRef(name, str(path.resolve()) if path else None, sha256_file(path) if path else "random",
-                     args.backend or config.model.backend)
+                     args.backend or config.model.backend, config.model.mc_dropout, config.model.mc_seed)
     with Catalog(args.db or config.catalog) as catalog:
         summary = replay_on_cluster(config, catalog, start=start, end=end, model=model, cluster=cluster,
                                     source=args.source, chunk_s=args.chunk, group_size=args.group,
