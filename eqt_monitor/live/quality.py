@@ -20,6 +20,7 @@ from eqt_monitor.records import StationKey
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class QualitySettings:
     """How often and over how much recent data the numbers are computed (seconds)."""
@@ -33,9 +34,8 @@ def check_stations(groups: Mapping[str, Sequence[StationKey]],
                    data_end: Callable[[StationKey], float | None], inventory: obspy.Inventory | None,
                    settings: QualitySettings) -> int:
     """Compute each station's numbers over ``[data_end - span_s, data_end)`` and publish them
-    (``metrics.QUALITY``); stations
-    without data yet are skipped, one whose source fails is logged and keeps its last numbers.
-    Returns the stations checked."""
+    (``metrics.QUALITY``); stations without data yet are skipped, one whose source fails is logged
+    (and counted) and keeps its last numbers. Returns the stations checked."""
     qc = QCSettings(ppsd_length=settings.ppsd_length_s)
     checked = 0
     for uri, keys in sorted(groups.items()):
