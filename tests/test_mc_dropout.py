@@ -121,7 +121,7 @@ def test_mc_dropout_in_the_daemon_is_reproducible_and_equals_the_mc_replay(share
         with Catalog(folder / "catalog.sqlite") as catalog:
             runs.append((final, catalog.picks()))
     (final0, picks0), (final1, picks1) = runs
-    assert len(picks0) > 10 and all(p.probability_std is not None and p.time_uncertainty for p in picks0)
+    assert len(picks0) >= 5 and all(p.probability_std is not None and p.time_uncertainty for p in picks0)
 
     def uncertainty(picks, until):
         return sorted((p.station.id, p.phase, p.time, p.probability, p.probability_std, p.time_uncertainty)
