@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
-    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
+    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600); with --cluster, the length of each task "
+                        "(its worker reads 3600 s at a time)")
     parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
