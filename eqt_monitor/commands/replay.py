@@ -69,10 +69,9 @@ def run(args: argparse.Namespace) -> int:
         with open_source(uri) as src:
             found = found or src.might_have_data(keys, start - CONTEXT_S, end + CONTEXT_S)
     if not found:
-        from obspy import UTCDateTime
+        from eqt_monitor.replay import no_data_error
 
-        raise UserError(f"no data for any of the {len(config.stations)} station(s) between {UTCDateTime(start)} and "
-                        f"{UTCDateTime(end)} in {', '.join(groups)}")
+        raise no_data_error(groups, start, end)
 
     from eqt_monitor.catalog.store import Catalog
 
