@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eqt_monitor.cli import main
+from eqt_monitor.errors import UserError
 from test_config import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +198,24 @@ def test_replay_of_an_archive_without_data_fails_naming_the_whole_span(workdir, 
             "--weights", str(original_weights), "--no-events", "--no-progress"]
     line = run_cli(capsys, argv)
     assert "no data for any of the 1 station(s) between 2014-05-01T00:00:00.000000Z and 2014-05-01T03:00:00" in line, line
+
+
+
+def test_replay_library_and_command_name_a_span_without_data_alike(workdir, capsys):
+    """The command's check before the model loads and the library's after reading say the same."""
+    import obspy
+
+    from eqt_monitor.config import load_config
+    from eqt_monitor.replay import replay
+
+    cfg = write_config(workdir, (None, BASE))
+    line = run_cli(capsys, ["replay", "--config", str(cfg), "--start", "2014-05-01T00:00", "--end", "2014-05-01T03:00",
+                            "--no-events", "--no-progress"])
+    start, end = obspy.UTCDateTime("2014-05-01T00:00").timestamp, obspy.UTCDateTime("2014-05-01T03:00").timestamp
+    with pytest.raises(UserError) as err:
+        replay(load_config(cfg), start=start, end=end, predict_fn=lambda batch: batch, model_name="none",
+               weights_sha256="none", progress=False)
+    assert str(err.value) in line and "no data for any of the 1 station(s)" in line, (line, str(err.value))
 
 
 def test_plot_of_an_event_whose_data_is_gone_is_one_line(workdir, capsys, original_weights):

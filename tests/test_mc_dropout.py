@@ -11,7 +11,7 @@ from eqt_monitor.catalog.export import export_quakeml, write_eqt_csv
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.pipeline.engine import Engine, EngineConfig
-from eqt_monitor.pipeline.picker import time_uncertainty
+from eqt_monitor.pipeline.picker import IncrementalPicker, PickerConfig, time_uncertainty
 from eqt_monitor.pipeline.windows import normalize
 from eqt_monitor.records import Arrival, Event, Origin, Segment, StationKey
 
@@ -23,6 +23,37 @@ def test_time_uncertainty_is_half_the_width_within_one_std():
     std = np.full(7, 0.25)  # 0.9 - 0.25 = 0.65: samples 3 and 4 -> 2 samples -> 0.01 s
     assert time_uncertainty(mean, std, 3) == 0.01
     assert time_uncertainty(mean, np.zeros(7), 3) == 0.005  # no spread: half a sample
+
+
+
+def mc_stretch(n: int = 8000) -> np.ndarray:
+    """(n, 6) [D, P, S means, D, P, S stds]: a detection over 20-24 s, a P at 20.5 s whose std
+    (0.6) exceeds its mean (0.5), a clear S at 23 s (mean 0.8, std 0.1)."""
+    x = np.arange(n)
+    probs = np.zeros((n, 6), np.float32)
+    probs[2000:2400, 0] = 0.9
+    probs[:, 1] = 0.5 * np.exp(-0.5 * ((x - 2050) / 5.0) ** 2)
+    probs[:, 2] = 0.8 * np.exp(-0.5 * ((x - 2300) / 5.0) ** 2)
+    probs[:, 4], probs[:, 5] = 0.6, 0.1
+    return probs
+
+
+def picked_uncertainties(probs: np.ndarray, piece: int) -> list[tuple[float, float]]:
+    """(P, S) time uncertainties of the detections, the stretch pushed ``piece`` samples at a time."""
+    picker, found = IncrementalPicker(PickerConfig()), []
+    for i in range(0, len(probs), piece):
+        found += picker.push(probs[i:i + piece], np.zeros((len(probs[i:i + piece]), 3), np.float32),
+                             stretch_ended=i + piece >= len(probs))
+    return [(e.p.time_uncertainty, e.s.time_uncertainty) for e in found]
+
+
+def test_time_uncertainty_does_not_depend_on_how_much_is_held():
+    """A pick whose std reaches its mean has no run within one std to measure: its value is the
+    searched window's (±1 s), whether the picker held 1000 samples or the whole 8000; a clear pick
+    keeps its run (mean >= 0.7 for |t - 23 s| <= 2.58 samples: 5 samples, 0.025 s)."""
+    probs = mc_stretch()
+    by_piece = picked_uncertainties(probs, 1000)
+    assert by_piece == picked_uncertainties(probs, len(probs)) == [(1.005, 0.025)]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -152,6 +153,33 @@ def test_inventory_from_a_station_service_equals_the_local_file_and_outlives_the
         load_config(fresh)
     message = str(exc.value)
     assert "\n" not in message and uri in message and "no cached copy" in message, message
+
+
+
+@pytest.mark.parametrize("sidecar", ["missing", "corrupt"])
+def test_a_cached_inventory_without_a_usable_sidecar_is_still_used_when_the_service_is_down(
+        inventory, tmp_path, caplog, sidecar):
+    """The sidecar only says when the copy was fetched: without it (lost, or cut short by a crash)
+    the StationXML's own mtime says it, and start-up does not fail while the service is down."""
+    from eqt_monitor.sources.stationservice import cache_paths, fetch_inventory
+
+    server = _serve(inventory)
+    uri = f"fdsn://127.0.0.1:{server.server_address[1]}?network=CI&station={','.join(STATIONS)}"
+    try:
+        xml = fetch_inventory(uri, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (xml, xml.with_suffix(".json")) == cache_paths(uri, tmp_path) and xml.with_suffix(".json").is_file()
+    if sidecar == "missing":
+        xml.with_suffix(".json").unlink()
+    else:
+        xml.with_suffix(".json").write_text('{"uri": ')
+    when = obspy.UTCDateTime("2026-01-02T03:04:05").timestamp
+    os.utime(xml, (when, when))
+    with caplog.at_level(logging.WARNING):
+        assert fetch_inventory(uri, tmp_path) == xml
+    assert "using the copy fetched 2026-01-02T03:04:05" in caplog.text, caplog.text
 
 
 def _rotate(salton: Path, inventory: obspy.Inventory, folder: Path, azimuths: bool) -> Path:

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
-    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
+    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600); with --cluster, the length of each task "
+                        "(its worker reads 3600 s at a time)")
     parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
@@ -66,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
         with open_source(uri) as src:
             found = found or src.might_have_data(keys, start - CONTEXT_S, end + CONTEXT_S)
     if not found:
-        from obspy import UTCDateTime
+        from eqt_monitor.replay import no_data_error
 
-        raise UserError(f"no data for any of the {len(config.stations)} station(s) between {UTCDateTime(start)} and "
-                        f"{UTCDateTime(end)} in {', '.join(groups)}")
+        raise no_data_error(groups, start, end)
 
     from eqt_monitor.catalog.store import Catalog
 
