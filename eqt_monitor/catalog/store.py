@@ -2,8 +2,9 @@
 file (the default) or a PostgreSQL database (``catalog.backend``: one SQL text for both).
 
 An SQLite file is opened in WAL mode so exporters and plotters can read while the daemon
-writes; a PostgreSQL database takes several writing processes. Every record has a stable resource id derived from its content (``smi:eqt-monitor/...``),
-and every write is idempotent: storing the same picks, detections or events again adds nothing.
+writes; a PostgreSQL database takes several writing processes. Every record has a stable
+resource id derived from its content (``smi:eqt-monitor/...``), and every write is idempotent:
+storing the same picks, detections or events again adds nothing.
 The schema version is kept in ``PRAGMA user_version`` (a one-row table on PostgreSQL); a catalog
 written by a newer eqt-monitor is refused with a clear error instead of being misread. A write the
 database refuses (a full disk, a read-only file, a server that is down or dropped the connection)
@@ -165,7 +166,8 @@ class Catalog:
             for p in picks
         ]
         with self._transaction() as db:
-            return db.insert_many("INSERT INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
+            return db.insert_many("INSERT INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                                  "ON CONFLICT DO NOTHING", rows)
 
     def picks(self, start: float | None = None, end: float | None = None,
               stations: Iterable[StationKey | str] | None = None) -> list[Pick]:
@@ -234,8 +236,9 @@ class Catalog:
         """Record station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)`` (replacing older values)."""
         rows = [(k, float(v[0]), float(v[1]), float(v[2])) for k, v in sorted(coordinates.items())]
         with self._transaction() as db:
-            db.insert_many("INSERT INTO stations VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE SET latitude = excluded.latitude, "
-                           "longitude = excluded.longitude, elevation_m = excluded.elevation_m", rows)
+            db.insert_many("INSERT INTO stations VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                           "latitude = excluded.latitude, longitude = excluded.longitude, "
+                           "elevation_m = excluded.elevation_m", rows)
 
     def stations(self) -> dict[str, tuple[float, float, float]]:
         """All recorded station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)``."""

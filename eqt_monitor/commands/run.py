@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of each station's newest data they are computed over (default 3600)")
     parser.add_argument("--ppsd-length", type=float, default=3600.0,
                         help="PPSD segment length in seconds, at most --quality-span (default 3600)")
-    parser.add_argument("--shard", help="this daemon's name among several writing one PostgreSQL catalog, each with "
-                        "a shard of the stations (its progress and horizon are kept under it; README, "A PostgreSQL catalog")")
+    parser.add_argument("--shard", help="this daemon's name among several writing one PostgreSQL catalog, each with a "
+                        "shard of the stations (its progress and horizon are kept under it; README, 'A PostgreSQL "
+                        "catalog')")
     parser.add_argument("--shard-stale-after", type=float, default=60.0,
                         help="seconds after which a silent shard no longer holds association back (default 60)")
 

@@ -46,7 +46,8 @@ class SharedAssociation:
         """Publish this shard's horizon; while holding the lock, feed every shard's new picks from the
         catalog to ``associator`` and return the time it may advance to (None: another daemon
         associates, or a live shard has no horizon yet)."""
-        self.catalog.set_state(HORIZON_PREFIX + self.shard, json.dumps({"until": own_until, "heartbeat": self._clock()}))
+        self.catalog.set_state(HORIZON_PREFIX + self.shard,
+                               json.dumps({"until": own_until, "heartbeat": self._clock()}))
         held = self.lock.held()
         if held != self._held:
             self._held = held
