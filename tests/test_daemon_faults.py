@@ -62,7 +62,7 @@ class LiveRun:
     server: object
     port: int
     config_path: Path
-    db: Path
+    db: Path | str
 
     @contextmanager
     def stopped_on_failure(self) -> Iterator[LiveRun]:
@@ -75,15 +75,16 @@ class LiveRun:
             raise
 
 
-def start_live(folder: Path, logs: Path, sds: Path, end: str, weights: Path) -> LiveRun:
-    """The daemon (config, catalog and state in ``folder``, logs in ``logs``) on a simulator of chile
-    from START to ``end``."""
+def start_live(folder: Path, logs: Path, sds: Path, end: str, weights: Path, db: str | None = None) -> LiveRun:
+    """The daemon (config, catalog and state in ``folder``, logs in ``logs``; or the catalog ``db``, a
+    PostgreSQL URI) on a simulator of chile from START to ``end``."""
     config_path = chile_config(folder, weights)
     port, mport = free_port(), free_port()
-    run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, logs / "run.log", START)
+    run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, logs / "run.log", START,
+                 *(["--db", db] if db else []))
     wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
     server = simulate(f"sds://{sds}", port, SPEED, logs / "simulate.log", START, end)
-    return LiveRun(run, server, port, config_path, folder / "catalog.sqlite")
+    return LiveRun(run, server, port, config_path, db or folder / "catalog.sqlite")
 
 
 def released(server) -> Callable[[], bool]:
@@ -199,31 +200,22 @@ def test_a_postgresql_server_that_goes_down_holds_picks_in_memory_and_catches_up
     from eqt_monitor.catalog.backend import redacted
 
     source, end, uri = f"sds://{sds}", "2014-05-01T00:30:00", own_pg_server.new_database()
-    config_path = chile_config(tmp_path, original_weights)
-    port, mport = free_port(), free_port()
-    run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", START, "--db", uri)
-    server = None
-    try:
-        wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
-        server = simulate(source, port, SPEED, tmp_path / "simulate.log", START, end)
+    live = start_live(tmp_path, tmp_path, sds, end, original_weights, db=uri)
+    mport = live.run.metrics_port
+    with live.stopped_on_failure():
         progress_past(uri, 480)
         own_pg_server.stop()
         code, text = wait_for(lambda: (lambda h: h if h[0] == 503 else None)(healthz(mport)), 60, "/healthz to say")
         assert f"{redacted(uri)} not writable" in text
-        assert run.p.poll() is None, "the daemon stays up"
+        assert live.run.p.poll() is None, "the daemon stays up"
         own_pg_server.start()
         wait_for(lambda: healthz(mport)[0] == 200, 90, "/healthz to be ok once the server is back")
-    except BaseException:
-        run.stop()
-        if server is not None:
-            server.stop()
-        raise
-    final, values = settle_and_stop(run, server, uri, released(server), 2, T(end) - 200)
-    log = run.text()
+    final, values = settle_and_stop(live.run, live.server, uri, released(live.server), 2, T(end) - 200)
+    log = live.run.text()
     assert values["eqt_monitor_catalog_writable"] == 1 and values["eqt_monitor_catalog_held_items"] == 0
     downs, ups = log.count(f"{uri}: not writable"), log.count(f"{uri}: writable again")
     assert 1 <= downs == ups and "Traceback" not in log, log[-3000:]
-    assert_live_equals_replay(model, uri, config_path, source, end, final)
+    assert_live_equals_replay(model, uri, live.config_path, source, end, final)
 
 
 def test_a_station_removed_and_added_back_by_sighup_resumes_from_its_settled_time(original_weights, model,
