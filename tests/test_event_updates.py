@@ -10,6 +10,8 @@ wall clock set to the step's time so update times are exact.
 """
 from __future__ import annotations
 
+import signal
+
 import pytest
 from obspy import UTCDateTime, read_events
 from obspy.io.quakeml.core import _validate
@@ -149,3 +151,63 @@ def test_a_rerun_over_the_same_picks_changes_nothing(runs, salton):
     assert late.add_events(associate(late.picks(), stations)) == []
     assert late.events() == before
     assert late.events(updated_after=T0 + 1000.0) == []
+
+
+def test_daemon_updates_events_when_stations_catch_up(shared, original_weights, tmp_path):
+    """``eqt-monitor run`` polling a real FDSN dataselect server: 14 stations first; once their events
+    are committed and in the rolling QuakeML, SIGHUP adds CRR and WMD, polled from --begin, so their
+    picks are late. The events they belong to get version 2 in the catalog (``updated_after`` the
+    reload returns them) and two origins in the rolling QuakeML; the result is one clean association
+    of the final picks."""
+    from daemon_harness import daemon, free_port, station_entries, wait_for, write_config
+    from fdsn_server import build_index, dataselect_server
+    from test_daemon import assert_events_of_one_clean_association, sigterm, wait_settled_stable
+
+    from eqt_monitor.config import config_from_inventory, load_config
+
+    folder = shared / "data/salton_sea_2020"
+    config = config_from_inventory(folder / "stations.xml", [f"file://{folder}/mseed"])
+    first = [s.key.station for s in config.stations if f"{s.key.network}.{s.key.station}." not in HELD]
+    config_path = write_config(tmp_path, station_entries(config, first), original_weights)
+    build_index(sorted((folder / "mseed").iterdir()), tmp_path / "index.sqlite")
+    db, quakeml, mport = tmp_path / "catalog.sqlite", tmp_path / "state" / "events.xml", free_port()
+
+    def rolling():
+        try:
+            return read_events(str(quakeml))
+        except Exception:  # not written yet
+            return None
+
+    with dataselect_server(tmp_path / "index.sqlite", tmp_path) as address:
+        run = daemon(config_path, f"fdsn://{address}", mport, tmp_path / "run.log", "2020-10-01T00:00:00",
+                     "--poll-interval", "2")
+        try:
+            wait_settled_stable(db, 14, T0 + 90, 5, 240)
+            before = wait_for(lambda: (q := rolling()) is not None and len(q) >= 2 and q, 120, "the rolling QuakeML")
+            assert all(len(e.origins) == 1 for e in before)
+            config_path.write_text(config_path.read_text().replace(station_entries(config, first),
+                                                                   station_entries(config)))
+            reloaded = UTCDateTime().timestamp
+            run.signal(signal.SIGHUP)
+            wait_for(lambda: "reload: 2 station(s) added" in run.text(), 30, "the reload line")
+            with Catalog(db) as catalog:
+                wait_for(lambda: any(e.version == 2 for e in catalog.events()), 180, "an updated event")
+            wait_settled_stable(db, 16, T0 + 90, 5, 180)
+            final = sigterm(run, db)
+        finally:
+            run.stop()
+    assert set(final) >= HELD
+    with Catalog(db) as catalog:
+        events, picks = catalog.events(), catalog.picks()
+        changed = catalog.events(updated_after=reloaded)
+        updated = [e for e in events if e.version == 2]
+        assert updated and {e.id for e in updated} <= {e.id for e in changed}
+        for event in updated:
+            old, new = catalog.event_versions(event.id)
+            assert len(new.arrivals) > len(old.arrivals) and {a.pick.station.id for a in new.arrivals} & HELD
+    by_id = {e.resource_id.id: e for e in read_events(str(quakeml))}  # written at the shutdown
+    for event in updated:
+        assert [o.creation_info.version for o in by_id[event.id].origins] == ["1", "2"]
+        assert by_id[event.id].preferred_origin().resource_id.id.endswith("/2")
+    assert_events_of_one_clean_association([e for e in events if e.status != "rejected"], load_config(config_path),
+                                           picks, final)
