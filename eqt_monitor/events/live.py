@@ -104,9 +104,9 @@ class LiveAssociator:
     def _reassociate(self) -> list[Event]:
         """Re-associate the committed origins the late picks can belong to (see the module docstring)."""
         first, last = self._late
-        self._late = None
         start, end = first - self.max_travel_time, min(last, self.horizon)
         if start >= end:
+            self._late = None
             return []
         stop = end + self.max_travel_time
         outside = [e for e in self.store.events(start - self.max_travel_time, stop)
@@ -115,6 +115,7 @@ class LiveAssociator:
         picks = [p for p in self.store.picks(start, stop) if p.id not in taken]
         found = self._octo.run(sorted(picks, key=lambda p: (p.time, p.station, p.phase)), between=(start, end))
         changed = self.store.add_events([e for e in found if start <= e.origin.time < end], span=(start, end))
+        self._late = None  # only once stored: a failed write is tried again at the next advance
         if changed:
             self._reload()  # picks moved between events: pending is what no stored event uses
         return changed
