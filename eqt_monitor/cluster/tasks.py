@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import math
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -131,12 +130,7 @@ def worker_model(ref: ModelRef):
     if key not in _MODELS:
         from eqt_monitor.model.backend import configure
 
-        if ref.backend == "tensorflow" and "keras" not in sys.modules:
-            import tensorflow as tf  # before configure(), which starts TensorFlow's runtime
-
-            tf.config.threading.set_intra_op_parallelism_threads(worker_threads())
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        configure(ref.backend)
+        configure(ref.backend, threads=worker_threads())
         from eqt_monitor.model.load import load_model
 
         loaded = load_model(ref.name, ref.weights)
