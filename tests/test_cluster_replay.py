@@ -2,6 +2,7 @@
 worker`` processes on 127.0.0.1, over the real archives in ../shared, against the serial replay."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -34,22 +35,23 @@ def model(original_weights):
     return load_model("original", original_weights)
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
-    """A ``dask scheduler`` and two single-threaded ``dask worker`` processes on 127.0.0.1 (stopped after)."""
+@contextlib.contextmanager
+def dask_processes(logs: Path, workers: int = 2, **settings: str):
+    """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on 127.0.0.1
+    (stopped after); ``settings``: ``DASK_DISTRIBUTED__SCHEDULER__*`` environment values."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("dask")
-    cwd = dict(cwd=logs, env=ENV, stdout=subprocess.DEVNULL, stderr=open(logs / "dask.log", "w"))
+    env = {**ENV, **{f"DASK_DISTRIBUTED__SCHEDULER__{k.upper()}": v for k, v in settings.items()}}
+    cwd = dict(cwd=logs, env=env, stdout=subprocess.DEVNULL, stderr=open(logs / "dask.log", "w"))
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], **cwd)]
     procs += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
-                                "--name", f"w{i}"], **cwd) for i in range(2)]
+                                "--name", f"w{i}"], **cwd) for i in range(workers)]
     try:
         with distributed.Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(workers, timeout=60)
         yield address
     finally:
         for proc in procs[::-1]:
@@ -59,6 +61,13 @@ def scheduler(tmp_path_factory):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory):
+    """A ``dask scheduler`` and two ``dask worker`` processes for the module."""
+    with dask_processes(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 def cli(*args: str, db: Path, wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
@@ -125,6 +134,20 @@ def test_ridgecrest_serial_equals_local_cluster_equals_scheduler(shared, model, 
     assert results["local:2"] == results[scheduler]  # same tasks, same batches: the very same rows
 
 
+def kill_worker_running(client, key_part: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
+    """SIGKILL the worker process that runs a task whose key contains ``key_part``, once one does
+    (while ``proc`` runs); whether one was killed."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        busy = [w for w, tasks in client.processing().items() if any(key_part in str(t) for t in tasks)]
+        if busy:
+            with contextlib.suppress(Exception):  # the worker may be gone already
+                os.kill(client.run(os.getpid, workers=busy[:1])[busy[0]], signal.SIGKILL)
+                return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="module")
 def chile_clean(shared, model, scheduler, tmp_path_factory):
     """Chile, 8 tasks on the scheduler with one worker SIGKILLed while it runs a task; the serial picks."""
@@ -133,16 +156,7 @@ def chile_clean(shared, model, scheduler, tmp_path_factory):
     db = tmp_path_factory.mktemp("chile") / "clean.sqlite"
     proc = chile("--cluster", scheduler, db=db, wait=False)
     with distributed.Client(scheduler) as client:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            busy = [w for w, tasks in client.processing().items() if any("eqt-chunk" in str(t) for t in tasks)]
-            if busy:
-                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
-                os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no task ran")
+        assert kill_worker_running(client, "eqt-chunk-", proc), "no task ran"
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
         client.wait_for_workers(2, timeout=90)  # the nanny restarts the killed worker
@@ -206,6 +220,29 @@ def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_
     clean = [p for p in catalog_picks(chile_clean[0])[0] if p.station.station == "PB02" and p.time < T(span[1])]
     assert len(clean) > 10
     assert_same_picks(got, clean)
+
+
+@pytest.mark.slow
+def test_a_task_that_kills_every_worker_it_is_given_fails_its_chunk_only(tmp_path):
+    """Dask retries a task whose worker dies ``allowed-failures`` times, then gives up (KilledWorker):
+    that chunk is reported by station and span, the other chunks complete, the exit status says so."""
+    with dask_processes(tmp_path, allowed_failures="1", worker_saturation="1.0") as address:  # one task per worker
+        span = (CHILE[0], "2014-05-01T00:30")  # 4 tasks; eqt-chunk-0 is CX.PB01 00:00-00:15
+        proc = chile("--cluster", address, db=tmp_path / "c.sqlite", span=span, wait=False)
+        with distributed.Client(address) as client:
+            for attempt in range(2):  # the first try and Dask's one retry
+                assert kill_worker_running(client, "eqt-chunk-0-", proc), f"attempt {attempt} never ran"
+                time.sleep(1.0)  # the scheduler notices the death before the retry can be seen
+            out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]
+    assert "replay: 1 of 4 chunk(s) failed:" in err
+    assert "CX.PB01. 2014-05-01T00:00:00.000000Z..2014-05-01T00:15:00.000000Z: the task killed 2 workers" in err
+    assert "run the same command again: finished chunks are skipped" in err
+    with sqlite3.connect(tmp_path / "c.sqlite") as con:
+        assert con.execute("SELECT count(*) FROM state WHERE key LIKE 'replay-chunk/%'").fetchone()[0] == 3
+    picks = catalog_picks(tmp_path / "c.sqlite")[0]
+    assert {p.station.station for p in picks} == {"PB01", "PB02"}
+    assert not [p for p in picks if p.station.station == "PB01" and p.time < T("2014-05-01T00:15")]
 
 
 def salton(shared):

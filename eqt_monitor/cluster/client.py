@@ -72,10 +72,17 @@ def connect(spec: str) -> Iterator:
             yield client
         return
     n = int(spec.partition(":")[2] or os.cpu_count() or 1)
-    dashboard = {"dashboard_address": ":0"} if importlib.util.find_spec("bokeh") else {"scheduler_kwargs": {"dashboard": False}}
+    dashboard = ":0" if importlib.util.find_spec("bokeh") else None  # a free port: 8787 may be taken
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.WARNING,
-                      **dashboard) as cluster, Client(cluster) as client:
+                      dashboard_address=dashboard) as cluster, Client(cluster) as client:
         yield client
+
+
+def dashboard_line(client) -> str:
+    """Where the scheduler's dashboard is, or why there is none."""
+    if "dashboard" in client.scheduler_info().get("services", {}):
+        return f"Dask dashboard: {client.dashboard_link}"
+    return "Dask dashboard: none (the scheduler needs bokeh for one: pip install 'eqt-monitor[cluster]')"
 
 
 def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, end: float, model: ModelRef,
@@ -116,7 +123,7 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
          settings: str, summary: ClusterSummary, association: SpanAssociation | None, progress: bool) -> None:
     """Submit ``todo``, write results in plan order as they complete; tell ``association`` each time
     all chunks up to a time are written."""
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
     from tqdm import tqdm
 
     by_index = {c.index: c for c in todo}
@@ -124,8 +131,7 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
     order = iter(todo)
     upcoming = next(order, None)
     with connect(cluster) as client:
-        if client.dashboard_link and importlib.util.find_spec("bokeh"):
-            log.warning("Dask dashboard: %s", client.dashboard_link)
+        log.warning("%s", dashboard_line(client))
         chunks = iter(todo)
         futures: dict = {}
 
@@ -146,7 +152,10 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
             for future in running:
                 try:
                     result: ChunkResult = future.result()
-                except Exception as exc:  # e.g. KilledWorker: the task took down every worker it was given
+                except KilledWorker as exc:  # the task took down every worker it was given (memory? a crash?)
+                    result = ChunkResult(futures[future].index, error=f"the task killed {exc.allowed_failures + 1} "
+                                         "workers, Dask gave up (out of memory? see the workers' logs)")
+                except Exception as exc:
                     result = ChunkResult(futures[future].index, error=f"{type(exc).__name__}: {exc}"[:300])
                 future.release()
                 del futures[future]
