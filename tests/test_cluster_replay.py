@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import obspy
@@ -109,6 +110,44 @@ def test_cluster_spec_in_config_is_validated(tmp_path):
         else:
             with pytest.raises(ConfigError, match=r"s\.yaml:\d+: cluster: expected"):
                 load_config(tmp_path / "s.yaml")
+
+
+def test_dashboard_address_is_printed_and_answers():
+    pytest.importorskip("bokeh")
+    from eqt_monitor.cluster.client import connect, dashboard_line
+
+    with connect("local:1") as client:
+        line = dashboard_line(client)
+        assert line.startswith("Dask dashboard: http://127.0.0.1:")
+        with urllib.request.urlopen(line.split(": ", 1)[1], timeout=30) as page:
+            assert page.status == 200 and b"Dask" in page.read()
+
+
+def test_without_bokeh_the_dashboard_line_says_so():
+    code = ("import sys; sys.modules['bokeh'] = None\n"  # bokeh not importable in this process
+            "from eqt_monitor.cluster.client import connect, dashboard_line\n"
+            "with connect('local:1') as client: print(dashboard_line(client))")
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "Dask dashboard: none (the scheduler needs bokeh for one: pip install 'eqt-monitor[cluster]')"
+    assert "8787" not in done.stderr  # no HTTP server was started for it
+
+
+@pytest.mark.slow
+def test_local_cluster_replay_prints_no_tensorflow_start_up_lines(tmp_path):
+    """Each worker process imports TensorFlow: none of its start-up chatter reaches the terminal."""
+    from eqt_monitor.model.backend import is_noise
+
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    cmd = [sys.executable, "-m", "eqt_monitor.cli", "replay", "--config", str(ROOT / "stations.yaml"), "--start",
+           CHILE[0], "--end", "2014-05-01T00:30", "--chunk", "900", "--no-events", "--db", str(tmp_path / "c.sqlite"),
+           "--no-progress", "--cluster", "local:2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "4 chunks (0 done before)" in done.stdout
+    assert "Dask dashboard:" in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.strip() and is_noise(line)] == []
+    assert not any(word in done.stderr for word in ("oneDNN", "cuda", "absl", "rebuild TensorFlow"))
 
 
 @pytest.mark.slow

@@ -8,10 +8,10 @@ a re-run skips it. The client holds picks only (never waveforms).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,17 +72,23 @@ def connect(spec: str) -> Iterator:
             yield client
         return
     n = int(spec.partition(":")[2] or os.cpu_count() or 1)
-    dashboard = ":0" if importlib.util.find_spec("bokeh") else None  # a free port: 8787 may be taken
+    # the scheduler's HTTP server (the dashboard when bokeh is installed) on a free port: 8787 may be taken
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.WARNING,
-                      dashboard_address=dashboard) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
 
 
 def dashboard_line(client) -> str:
     """Where the scheduler's dashboard is, or why there is none."""
-    if "dashboard" in client.scheduler_info().get("services", {}):
+    if client.run_on_scheduler(_serves_dashboard):
         return f"Dask dashboard: {client.dashboard_link}"
     return "Dask dashboard: none (the scheduler needs bokeh for one: pip install 'eqt-monitor[cluster]')"
+
+
+def _serves_dashboard(dask_scheduler=None) -> bool:
+    """On the scheduler: whether its HTTP server has the bokeh dashboard (it starts one only when
+    bokeh imports and the dashboard is not disabled, e.g. ``dask scheduler --no-dashboard``)."""
+    return "distributed.dashboard.scheduler" in sys.modules and dask_scheduler.http_server is not None
 
 
 def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, end: float, model: ModelRef,
