@@ -136,16 +136,17 @@ def test_without_bokeh_the_dashboard_line_says_so():
 
 @pytest.mark.slow
 def test_local_cluster_replay_prints_no_tensorflow_start_up_lines(tmp_path):
-    """Each worker process imports TensorFlow: none of its start-up chatter reaches the terminal."""
+    """Each worker process imports TensorFlow: none of its start-up chatter reaches the terminal.
+    Without --chunk a task is a day: one task per station here."""
     from eqt_monitor.model.backend import is_noise
 
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     cmd = [sys.executable, "-m", "eqt_monitor.cli", "replay", "--config", str(ROOT / "stations.yaml"), "--start",
-           CHILE[0], "--end", "2014-05-01T00:30", "--chunk", "900", "--no-events", "--db", str(tmp_path / "c.sqlite"),
+           CHILE[0], "--end", "2014-05-01T00:30", "--no-events", "--db", str(tmp_path / "c.sqlite"),
            "--no-progress", "--cluster", "local:2"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "4 chunks (0 done before)" in done.stdout
+    assert "2 chunks (0 done before)" in done.stdout
     assert "Dask dashboard:" in done.stderr
     assert [line for line in done.stderr.splitlines() if line.strip() and is_noise(line)] == []
     assert not any(word in done.stderr for word in ("oneDNN", "cuda", "absl", "rebuild TensorFlow"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.cluster.blocks import BLOCK_S, SpanAssociation
-from eqt_monitor.cluster.tasks import Chunk, ChunkResult, ModelRef, plan_chunks, run_chunk, settings_digest, subconfig
+from eqt_monitor.cluster.tasks import TASK_S, Chunk, ChunkResult, ModelRef, plan_chunks, run_chunk, settings_digest, subconfig
 from eqt_monitor.config import MonitorConfig, cluster_spec_problem
 from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.errors import UserError
@@ -92,7 +92,7 @@ def _serves_dashboard(dask_scheduler=None) -> bool:
 
 
 def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, end: float, model: ModelRef,
-                      cluster: str, source: str | None = None, chunk_s: float = 3600.0, group_size: int = 1,
+                      cluster: str, source: str | None = None, chunk_s: float = TASK_S, group_size: int = 1,
                       locate: bool = True, progress: bool = True, association_block_s: float = BLOCK_S) -> ClusterSummary:
     """Replay ``[start, end)`` as (station group, chunk) tasks on ``cluster`` into ``catalog``, then
     (``locate``) associate the span's picks (in blocks of ``association_block_s`` when longer, see
