@@ -80,7 +80,11 @@ def connect(spec: str) -> Iterator:
 
 def dashboard_line(client) -> str:
     """Where the scheduler's dashboard is, or why there is none."""
-    if client.run_on_scheduler(_serves_dashboard):
+    try:
+        serves = client.run_on_scheduler(_serves_dashboard)
+    except Exception:  # a scheduler that runs no client code (distributed.scheduler.pickle: false)
+        return f"Dask dashboard: {client.dashboard_link} (if the scheduler has bokeh)"
+    if serves:
         return f"Dask dashboard: {client.dashboard_link}"
     return "Dask dashboard: none (the scheduler needs bokeh for one: pip install 'eqt-monitor[cluster]')"
 
