@@ -54,19 +54,29 @@ def _extra(**values) -> dict:
 def to_obspy(catalog: Catalog, start: float | None = None, end: float | None = None,
              agency: str = AGENCY) -> qml.Catalog:
     """The events with origin time in ``[start, end)`` as an ObsPy ``Catalog`` (QuakeML 1.2 content)."""
-    events = catalog.events(start, end)
-    authors = _authors(catalog, events)
     span = f"{start if start is not None else ''}-{end if end is not None else ''}"
-    digest = hashlib.sha256("|".join([span] + [e.id for e in events]).encode()).hexdigest()[:20]
-    out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"),
-                      description=f"eqt-monitor catalog {span}")
+    return events_to_obspy(catalog, catalog.events(start, end), f"eqt-monitor catalog {span}", span, agency=agency)
+
+
+def events_to_obspy(catalog: Catalog, events: list[Event], description: str, label: str, *,
+                    agency: str = AGENCY, arrivals: bool = True) -> qml.Catalog:
+    """``events`` (read from ``catalog``) as an ObsPy ``Catalog`` whose resource id hashes ``label`` and
+    the event ids; ``arrivals=False`` leaves out picks and arrivals (the counts in ``quality`` stay)."""
+    authors = _authors(catalog, events)
+    digest = hashlib.sha256("|".join([label] + [e.id for e in events]).encode()).hexdigest()[:20]
+    out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"), description=description)
     out.creation_info = qml.CreationInfo(agency_id=agency)
     for event in events:
-        out.events.append(_event(event, authors, agency))
+        out.events.append(_event(event, authors, agency, arrivals))
     return out
 
 
-def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
+def write_quakeml(cat: qml.Catalog, target) -> None:
+    """Write ``cat`` as QuakeML 1.2 (with our namespace for pick extras) to a path or binary file."""
+    cat.write(target, format="QUAKEML", nsmap={"eqtm": NAMESPACE})
+
+
+def _event(event: Event, authors: dict[str, str], agency: str, with_arrivals: bool = True) -> qml.Event:
     author = " / ".join(sorted({authors[a.pick_id] for a in event.arrivals}))
     info = qml.CreationInfo(agency_id=agency, author=author)
     o = event.origin
@@ -98,6 +108,8 @@ def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
                                   used_station_count=len(stations), associated_station_count=len(stations)),
         comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
         creation_info=info)
+    if not with_arrivals:
+        picks, origin.arrivals = [], []
     out = qml.Event(resource_id=qml.ResourceIdentifier(event.id), event_type="earthquake",
                     event_type_certainty="suspected", picks=picks, origins=[origin], creation_info=info)
     out.preferred_origin_id = origin.resource_id
@@ -135,7 +147,7 @@ def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = 
                    agency: str = AGENCY) -> int:
     """Write the span's events as QuakeML 1.2; returns the number of events."""
     cat = to_obspy(catalog, start, end, agency)
-    cat.write(str(path), format="QUAKEML", nsmap={"eqtm": NAMESPACE})
+    write_quakeml(cat, str(path))
     return len(cat)
 
 

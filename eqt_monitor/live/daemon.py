@@ -38,6 +38,7 @@ from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
 from eqt_monitor.pipeline.engine import EngineOutput
 from eqt_monitor.records import StationKey
+from eqt_monitor.service import fdsnws
 from eqt_monitor.sources import LiveOptions, LiveSource, open_live
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page)
+        events = [(fdsnws.create_blueprint(self.catalog, agency=self.config.agency), fdsnws.PREFIX)] \
+            if self.config.serve_events else []
+        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page, blueprints=events)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         self._start_scheduler()
         self._record_run()
