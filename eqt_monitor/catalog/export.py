@@ -14,7 +14,7 @@ from pathlib import Path
 from obspy import UTCDateTime
 from obspy.core import event as qml
 
-from eqt_monitor.catalog.ids import ID_PREFIX
+from eqt_monitor.catalog.ids import ID_PREFIX, origin_resource_id
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.records import Event, Pick, StationKey
 
@@ -59,15 +59,17 @@ def to_obspy(catalog: Catalog, start: float | None = None, end: float | None = N
 
 
 def events_to_obspy(catalog: Catalog, events: list[Event], description: str, label: str, *,
-                    agency: str = AGENCY, arrivals: bool = True) -> qml.Catalog:
+                    agency: str = AGENCY, arrivals: bool = True, all_origins: bool = False) -> qml.Catalog:
     """``events`` (read from ``catalog``) as an ObsPy ``Catalog`` whose resource id hashes ``label`` and
-    the event ids; ``arrivals=False`` leaves out picks and arrivals (the counts in ``quality`` stay)."""
-    authors = _authors(catalog, events)
+    the event ids; ``arrivals=False`` leaves out picks and arrivals (the counts in ``quality`` stay);
+    ``all_origins`` adds each event's earlier origins (``Catalog.event_versions``) beside the preferred one."""
+    history = {e.id: catalog.event_versions(e.id)[:-1] for e in events} if all_origins else {}
+    authors = _authors(catalog, events + [v for older in history.values() for v in older])
     digest = hashlib.sha256("|".join([label] + [e.id for e in events]).encode()).hexdigest()[:20]
     out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"), description=description)
     out.creation_info = qml.CreationInfo(agency_id=agency)
     for event in events:
-        out.events.append(_event(event, authors, agency, arrivals))
+        out.events.append(_event(event, authors, agency, arrivals, history.get(event.id, [])))
     return out
 
 
@@ -76,42 +78,21 @@ def write_quakeml(cat: qml.Catalog, target) -> None:
     cat.write(target, format="QUAKEML", nsmap={"eqtm": NAMESPACE})
 
 
-def _event(event: Event, authors: dict[str, str], agency: str, with_arrivals: bool = True) -> qml.Event:
-    author = " / ".join(sorted({authors[a.pick_id] for a in event.arrivals}))
-    info = qml.CreationInfo(agency_id=agency, author=author)
-    o = event.origin
-    origin_id = event.id.replace("/event/", "/origin/")
-    picks, arrivals = [], []
-    for i, a in enumerate(event.arrivals):
-        p = a.pick
-        pick = qml.Pick(resource_id=qml.ResourceIdentifier(a.pick_id), time=UTCDateTime(p.time),
-                        waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
-                        time_errors=qml.QuantityError(uncertainty=p.time_uncertainty),
-                        method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{authors[a.pick_id].split()[0]}"),
-                        creation_info=qml.CreationInfo(agency_id=agency, author=authors[a.pick_id]))
-        pick.extra = _extra(probability=round(p.probability, 4),
-                            probability_std=None if p.probability_std is None else round(p.probability_std, 4),
-                            snr_db=None if p.snr is None else round(p.snr, 2),
-                            amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
-        picks.append(pick)
-        arrivals.append(qml.Arrival(
-            resource_id=qml.ResourceIdentifier(f"{origin_id}/arrival/{i}"), pick_id=pick.resource_id,
-            phase=p.phase, time_residual=round(a.residual, 4), distance=round(a.distance_km / KM_PER_DEGREE, 6),
-            azimuth=None if a.azimuth is None else round(a.azimuth, 2)))
-    stations = {a.pick.station for a in event.arrivals}
-    origin = qml.Origin(
-        resource_id=qml.ResourceIdentifier(origin_id), time=UTCDateTime(o.time), latitude=round(o.latitude, 5),
-        longitude=round(o.longitude, 5), depth=round(o.depth_km * 1000.0, 1), depth_type="from location",
-        method_id=qml.ResourceIdentifier(LOCATOR_ID), evaluation_mode="automatic", arrivals=arrivals,
-        quality=qml.OriginQuality(standard_error=None if o.rms is None else round(o.rms, 4),
-                                  used_phase_count=len(arrivals), associated_phase_count=len(arrivals),
-                                  used_station_count=len(stations), associated_station_count=len(stations)),
-        comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
-        creation_info=info)
-    if not with_arrivals:
-        picks, origin.arrivals = [], []
+def _event(event: Event, authors: dict[str, str], agency: str, with_arrivals: bool = True,
+           older: list[Event] = ()) -> qml.Event:
+    """The QuakeML event: its preferred origin (``event.origin``) after the ``older`` versions' origins,
+    the picks of their arrivals (none without ``with_arrivals``), and the preferred origin's magnitude."""
+    origins, picks = [], {}
+    for version in [*older, event]:
+        origin, version_picks = _origin(version, authors, agency)
+        origins.append(origin)
+        picks.update((p.resource_id.id, p) for p in version_picks)
+        if not with_arrivals:
+            origin.arrivals = []
+    origin = origins[-1]
     out = qml.Event(resource_id=qml.ResourceIdentifier(event.id), event_type="earthquake",
-                    event_type_certainty="suspected", picks=picks, origins=[origin], creation_info=info)
+                    event_type_certainty="suspected", picks=list(picks.values()) if with_arrivals else [],
+                    origins=origins, creation_info=origin.creation_info)
     out.preferred_origin_id = origin.resource_id
     m = event.magnitude
     if m is not None and m.value is not None:
@@ -141,6 +122,42 @@ def _event(event: Event, authors: dict[str, str], agency: str, with_arrivals: bo
         out.comments.append(qml.Comment(resource_id=qml.ResourceIdentifier(f"{event.id}/comment/magnitude"),
                                         text=f"no {m.type}: {m.reason}"))
     return out
+
+
+def _origin(event: Event, authors: dict[str, str], agency: str) -> tuple[qml.Origin, list[qml.Pick]]:
+    """One version of an event as a QuakeML origin (id ``ids.origin_resource_id``) with its arrivals, and their picks."""
+    author = " / ".join(sorted({authors[a.pick_id] for a in event.arrivals}))
+    info = qml.CreationInfo(agency_id=agency, author=author)
+    o = event.origin
+    origin_id = origin_resource_id(event.id, event.version)
+    picks, arrivals = [], []
+    for i, a in enumerate(event.arrivals):
+        p = a.pick
+        pick = qml.Pick(resource_id=qml.ResourceIdentifier(a.pick_id), time=UTCDateTime(p.time),
+                        waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
+                        time_errors=qml.QuantityError(uncertainty=p.time_uncertainty),
+                        method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{authors[a.pick_id].split()[0]}"),
+                        creation_info=qml.CreationInfo(agency_id=agency, author=authors[a.pick_id]))
+        pick.extra = _extra(probability=round(p.probability, 4),
+                            probability_std=None if p.probability_std is None else round(p.probability_std, 4),
+                            snr_db=None if p.snr is None else round(p.snr, 2),
+                            amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
+        picks.append(pick)
+        arrivals.append(qml.Arrival(
+            resource_id=qml.ResourceIdentifier(f"{origin_id}/arrival/{i}"), pick_id=pick.resource_id,
+            phase=p.phase, time_residual=round(a.residual, 4), distance=round(a.distance_km / KM_PER_DEGREE, 6),
+            azimuth=None if a.azimuth is None else round(a.azimuth, 2)))
+    stations = {a.pick.station for a in event.arrivals}
+    origin = qml.Origin(
+        resource_id=qml.ResourceIdentifier(origin_id), time=UTCDateTime(o.time), latitude=round(o.latitude, 5),
+        longitude=round(o.longitude, 5), depth=round(o.depth_km * 1000.0, 1), depth_type="from location",
+        method_id=qml.ResourceIdentifier(LOCATOR_ID), evaluation_mode="automatic", arrivals=arrivals,
+        quality=qml.OriginQuality(standard_error=None if o.rms is None else round(o.rms, 4),
+                                  used_phase_count=len(arrivals), associated_phase_count=len(arrivals),
+                                  used_station_count=len(stations), associated_station_count=len(stations)),
+        comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
+        creation_info=info)
+    return origin, picks
 
 
 def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None,

@@ -1,5 +1,6 @@
-"""Selecting events from the catalog: the time, box, depth, magnitude, id, order and paging of an
-``EventQuery`` become one SQL statement over events, their origin and magnitude; a radius around a
+"""Selecting events from the catalog: the time, box, depth, magnitude, id, update time, order and
+paging of an ``EventQuery`` become one SQL statement over events, their preferred origin and its
+magnitude; a radius around a
 point is a latitude band in SQL and the exact great-circle distance in Python (SQLite has no
 trigonometry), so paging moves to Python only for radius queries. Only ids and epicentres come back
 from SQL; the store reads the full events of the page alone.
@@ -44,6 +45,7 @@ class EventQuery:
     max_magnitude: float | None = None
     magnitude_type: str | None = None
     event_id: str | None = None
+    updated_after: float | None = None  # wall-clock POSIX time the event last changed (Event.updated)
     order: str = "time"
     limit: int | None = None
     offset: int = 0
@@ -60,6 +62,7 @@ class EventQuery:
             ("o.depth_km >= ?", self.min_depth_km), ("o.depth_km <= ?", self.max_depth_km),
             ("m.value >= ?", self.min_magnitude), ("m.value <= ?", self.max_magnitude),
             ("lower(m.type) = ?", None if self.magnitude_type is None else self.magnitude_type.lower()),
+            ("e.updated >= ?", self.updated_after),
         ]
         lo, hi = self.min_longitude, self.max_longitude
         if lo is not None and hi is not None and lo > hi:
@@ -79,8 +82,8 @@ class EventQuery:
         args: list = []
         for _, v in used:
             args.extend(v if isinstance(v, tuple) else [v])
-        sql = ("SELECT e.id, o.latitude, o.longitude FROM events e JOIN origins o ON o.event_id = e.id "
-               "LEFT JOIN magnitudes m ON m.event_id = e.id AND m.value IS NOT NULL"
+        sql = ("SELECT e.id, o.latitude, o.longitude FROM events e JOIN origins o ON o.id = e.preferred_origin_id "
+               "LEFT JOIN magnitudes m ON m.origin_id = o.id AND m.value IS NOT NULL"
                + (f" WHERE {where}" if where else "") + f" ORDER BY {ORDERS[self.order]}")
         if self._pages_in_sql:
             sql += " LIMIT ? OFFSET ?"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, replace
 from pathlib import Path
 
-from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
+from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, origin_resource_id, pick_id
 from eqt_monitor.catalog.query import EventQuery
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
@@ -295,7 +295,7 @@ class Catalog:
         if ids and 2 * taken >= len(ids):
             return None
         now = self.clock()
-        origin_id = _origin_id(event_id, 1)
+        origin_id = origin_resource_id(event_id, 1)
         db.execute("INSERT INTO events (id, time, preferred_origin_id, version, status, created, updated) "
                    "VALUES (?,?,?,?,?,?,?)", (event_id, event.origin.time, origin_id, 1, "preliminary", now, now))
         self._write_origin(db, event_id, origin_id, 1, now, event.origin, arrivals, event.magnitude)
@@ -356,7 +356,8 @@ class Catalog:
         sql, args = query.sql()
         with self._lock:
             rows = [(r[0], r[1], r[2]) for r in self._db.execute(sql, args)]
-            return [self._read_event(i) for i in query.select(rows)]
+            return [self._read_event(self._db.execute("SELECT * FROM events WHERE id=?", (i,)).fetchone())
+                    for i in query.select(rows)]
 
     def latest_events(self, limit: int) -> list[Event]:
         """The ``limit`` latest events (by origin time), newest first."""
@@ -430,13 +431,6 @@ class Catalog:
             magnitude = Magnitude(m["type"], m["value"], m["uncertainty"], m["station_count"], m["method"],
                                   m["reason"], smags)
         return origin, arrivals, magnitude
-
-
-def _origin_id(event_id: str, version: int) -> str:
-    """Resource id of an event's origin ``version``: version 1 keeps the event's hash (the ids of
-    catalogs before schema 3), later versions add ``/VERSION``."""
-    base = event_id.replace("/event/", "/origin/")
-    return base if version == 1 else f"{base}/{version}"
 
 
 def _pick_from_row(r: sqlite3.Row) -> Pick:

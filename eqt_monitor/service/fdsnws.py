@@ -56,6 +56,7 @@ def _query(values: dict, max_events: int) -> EventQuery:
         min_depth_km=values.get("mindepth"), max_depth_km=values.get("maxdepth"),
         min_magnitude=values.get("minmagnitude"), max_magnitude=values.get("maxmagnitude"),
         magnitude_type=values.get("magnitudetype"), event_id=values.get("eventid"),
+        updated_after=values.get("updatedafter"),
         order=values.get("orderby", "time"), offset=values.get("offset", 1) - 1,
         limit=max_events + 1 if limit is None or limit > max_events else limit)  # one more: to see a 413
 
@@ -118,7 +119,8 @@ def create_blueprint(catalog: Catalog, *, agency: str = AGENCY, max_events: int 
         if values.get("format", "xml") == "text":
             return Response(text_document(events, catalog=CATALOG_NAME, agency=agency), content_type=TEXT)
         cat = events_to_obspy(catalog, events, "eqt-monitor fdsnws-event query", request.query_string.decode(),
-                              agency=agency, arrivals=values.get("includearrivals", False))
+                              agency=agency, arrivals=values.get("includearrivals", False),
+                              all_origins=values.get("includeallorigins", False))
         out = io.BytesIO()
         write_quakeml(cat, out)
         return Response(out.getvalue(), content_type="application/xml")

@@ -68,6 +68,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("offset", "int", "Return events starting at this position (the first is 1).", default="1", low=1),
     Param("orderby", "str", "Order by origin time or magnitude, descending or ascending (-asc).",
           default="time", options=ORDERBY),
+    Param("updatedafter", "time", "Limit to events the catalog changed (a new origin, magnitude or status) at "
+          "or after this UTC time."),
     Param("catalog", "str", "Limit to events from this catalog (see /catalogs)."),
     Param("contributor", "str", "Limit to events from this contributor (see /contributors)."),
     Param("format", "str", "QuakeML 1.2 (xml) or the FDSN text format (text).", default="xml",
