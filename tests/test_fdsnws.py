@@ -7,6 +7,7 @@ Bounds are put halfway between two events' values so that no event sits on one.
 """
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -325,3 +326,17 @@ def test_the_daemon_web_server_mounts_the_service(catalog):
         assert get(f"{server.url}/healthz") == (200, "ok\n")
         cat = Client(server.url).get_events(eventid=catalog.events()[0].short_id)
         assert ids(cat) == [catalog.events()[0].id]
+
+
+def test_serve_refuses_a_missing_catalog_and_a_taken_port(catalog, tmp_path, capsys):
+    from eqt_monitor.cli import main
+
+    assert main(["serve", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert capsys.readouterr().err.strip() == f"eqt-monitor: error: --db {tmp_path / 'none.sqlite'}: no such catalog file"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--db", str(catalog.path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"eqt-monitor: error: --host 127.0.0.1 --port {port}: cannot listen") and "\n" not in err
