@@ -23,6 +23,7 @@ from obspy.clients.fdsn.header import FDSNBadRequestException, FDSNNoDataExcepti
 from obspy.geodetics import locations2degrees
 from obspy.io.quakeml.core import _validate
 
+from eqt_monitor.catalog.ids import origin_resource_id
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.service.fdsnws import PREFIX
 from eqt_monitor.service.params import PARAMETERS
@@ -355,3 +356,24 @@ def test_serve_refuses_a_missing_catalog_and_a_taken_port(catalog, tmp_path, cap
         assert main(["serve", "--db", str(catalog.path), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"eqt-monitor: error: --host 127.0.0.1 --port {port}: cannot listen") and "\n" not in err
+
+
+def test_includeallorigins_gives_each_event_its_versions(client, catalog):
+    """Every salton event has one version (nothing came late): all origins = the preferred one, and
+    each origin's id is the catalog's for that version."""
+    cat = client.get_events(includeallorigins=True, includearrivals=True, orderby="time-asc")
+    for ev, e in zip(cat, catalog.events()):
+        versions = catalog.event_versions(e.id)
+        assert [o.resource_id.id for o in ev.origins] == [origin_resource_id(v.id, v.version) for v in versions]
+        assert ev.preferred_origin_id == ev.origins[-1].resource_id
+
+
+def test_a_failing_catalog_is_a_500_document(catalog, caplog):
+    from eqt_monitor.service.fdsnws import create_app
+
+    broken = Catalog(catalog.path)
+    broken.close()  # every read now raises inside the store
+    response = create_app(broken).test_client().get(f"{PREFIX}/query?format=text")
+    assert response.status_code == 500
+    assert response.text.startswith("Error 500: Internal Server Error\n") and "Service version:\n1.2.0" in response.text
+    assert "fdsnws-event query" in caplog.text  # the traceback is in the log, not the answer
