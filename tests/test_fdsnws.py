@@ -23,7 +23,7 @@ from obspy.clients.fdsn.header import FDSNBadRequestException, FDSNNoDataExcepti
 from obspy.geodetics import locations2degrees
 from obspy.io.quakeml.core import _validate
 
-from eqt_monitor.catalog.ids import origin_resource_id
+from eqt_monitor.catalog.ids import origin_id
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.service.fdsnws import PREFIX
 from eqt_monitor.service.params import PARAMETERS
@@ -100,6 +100,14 @@ def get(url: str) -> tuple[int, str]:
 
 def ids(cat) -> list[str]:
     return [e.resource_id.id for e in cat]
+
+
+def found(client, **kwargs) -> list[str]:
+    """The ids ``get_events`` returns; none for a 204."""
+    try:
+        return ids(client.get_events(**kwargs))
+    except FDSNNoDataException:
+        return []
 
 
 def midpoint(values: list[float], k: int) -> float:
@@ -358,14 +366,49 @@ def test_serve_refuses_a_missing_catalog_and_a_taken_port(catalog, tmp_path, cap
     assert err.startswith(f"eqt-monitor: error: --host 127.0.0.1 --port {port}: cannot listen") and "\n" not in err
 
 
-def test_includeallorigins_gives_each_event_its_versions(client, catalog):
-    """Every salton event has one version (nothing came late): all origins = the preferred one, and
-    each origin's id is the catalog's for that version."""
-    cat = client.get_events(includeallorigins=True, includearrivals=True, orderby="time-asc")
-    for ev, e in zip(cat, catalog.events()):
-        versions = catalog.event_versions(e.id)
-        assert [o.resource_id.id for o in ev.origins] == [origin_resource_id(v.id, v.version) for v in versions]
-        assert ev.preferred_origin_id == ev.origins[-1].resource_id
+@pytest.fixture(scope="module")
+def late(catalog, tmp_path_factory):
+    """A live association of the same picks with two stations held back and released late (the harness
+    of tests/test_event_updates.py): some events get a second origin, one is rejected. Served by the
+    real waitress server in a thread; yields (catalog, client, base URL)."""
+    from test_event_updates import HELD, RELEASE, live
+
+    from eqt_monitor.live.web import WebServer
+    from eqt_monitor.service.fdsnws import create_app
+
+    picks = catalog.picks()
+    (_, sha), = set(catalog.pick_sources(p.id for p in picks).values())
+    updated, _ = live(tmp_path_factory.mktemp("late") / "late.sqlite", (picks, catalog.stations(), sha), HELD, RELEASE)
+    with WebServer(create_app(updated), "127.0.0.1", 0) as server:
+        yield updated, Client(server.url), server.url, RELEASE
+    updated.close()
+
+
+def test_updated_events_their_origins_and_rejections(late):
+    catalog, client, url, release = late
+    events = catalog.events()
+    versions = {e.id: catalog.event_versions(e.id) for e in events}
+    assert sum(e.version == 2 for e in events) >= 2 and sum(e.status == "rejected" for e in events) == 1
+    assert any(e.updated == release for e in events)  # the release changed some
+    for cut in sorted({e.updated for e in events})[1:]:  # the catalog's clock ticks in whole 10 s steps
+        changed = [e.id for e in events if e.updated >= cut]
+        assert ids(client.get_events(updatedafter=UTCDateTime(cut), orderby="time-asc")) == changed
+        assert found(client, updatedafter=UTCDateTime(cut + 0.5), orderby="time-asc") == \
+            [e.id for e in events if e.updated > cut]
+    every = client.get_events(includeallorigins=True, includearrivals=True, orderby="time-asc")
+    preferred = client.get_events(includearrivals=True, orderby="time-asc")
+    assert ids(every) == ids(preferred) == [e.id for e in events]
+    for all_of, one, e in zip(every, preferred, events):
+        history = versions[e.id]
+        assert [o.resource_id.id for o in all_of.origins] == [origin_id(v.id, v.version) for v in history]
+        assert [len(o.arrivals) for o in all_of.origins] == [len(v.arrivals) for v in history]
+        assert [o.resource_id.id for o in one.origins] == [origin_id(e.id, e.version)]
+        assert one.preferred_origin_id == all_of.preferred_origin_id == one.origins[0].resource_id
+    rejected = [e.id for e in events if e.status == "rejected"]
+    assert ids(client.get_events(eventtype="not existing")) == rejected
+    assert set(ids(client.get_events(eventtype="earthquake"))) == {e.id for e in events} - set(rejected)
+    status, body = get(f"{url}{PREFIX}/query?format=text&eventtype=not*")
+    assert status == 200 and [line.split("|")[13] for line in body.splitlines()[1:]] == ["not existing"]
 
 
 def test_a_failing_catalog_is_a_500_document(catalog, caplog):

@@ -46,6 +46,7 @@ class EventQuery:
     magnitude_type: str | None = None
     event_id: str | None = None
     updated_after: float | None = None  # wall-clock POSIX time the event last changed (Event.updated)
+    rejected: bool | None = None  # only rejected events (True), only the others (False), or both (None)
     order: str = "time"
     limit: int | None = None
     offset: int = 0
@@ -64,6 +65,8 @@ class EventQuery:
             ("lower(m.type) = ?", None if self.magnitude_type is None else self.magnitude_type.lower()),
             ("e.updated >= ?", self.updated_after),
         ]
+        if self.rejected is not None:
+            clauses.append(("e.status = ?" if self.rejected else "e.status != ?", "rejected"))
         lo, hi = self.min_longitude, self.max_longitude
         if lo is not None and hi is not None and lo > hi:
             clauses.append(("(o.longitude >= ? OR o.longitude <= ?)", (lo, hi)))

@@ -316,8 +316,13 @@ class Daemon:
         if math.isfinite(self.associator.horizon):
             metrics.ASSOCIATION_LAG.set(time.time() - self.associator.horizon)
         if events:
-            metrics.EVENTS.inc(len(events))
-            log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
+            new = sum(e.version == 1 and e.status != "rejected" for e in events)
+            rejected = sum(e.status == "rejected" for e in events)
+            metrics.EVENTS.inc(new)
+            metrics.EVENT_CHANGES.labels(change="updated").inc(len(events) - new - rejected)
+            metrics.EVENT_CHANGES.labels(change="rejected").inc(rejected)
+            log.info("association: %d new, %d updated, %d rejected event(s) before %s", new,
+                     len(events) - new - rejected, rejected, obspy.UTCDateTime(until))
             if self.inventory is not None:
                 try:
                     add_magnitudes(self.catalog, events, self._fetch_merged, self.inventory)

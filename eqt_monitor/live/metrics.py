@@ -59,6 +59,8 @@ PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
 PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
 DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
+EVENT_CHANGES = Counter("eqt_monitor_event_changes", "Stored events changed by late picks: updated (a new origin "
+                        "version) or rejected (no support left)", ["change"], registry=REGISTRY)
 ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
 ASSOCIATION_LAG = Gauge("eqt_monitor_association_lag_seconds", "Wall time now minus the association horizon (events "

@@ -43,6 +43,17 @@ def error_document(code: int, detail: str) -> Response:
     return Response(body, status=code, content_type=TEXT)
 
 
+EVENT_TYPES = {"earthquake": False, "not existing": True}  # eqt-monitor's QuakeML event types -> rejected
+
+
+def _admitted(event_types: str | None) -> set[bool]:
+    """Which ``Event.status == "rejected"`` values an ``eventtype`` list (``*``/``?`` wildcards) admits."""
+    if event_types is None:
+        return {False, True}
+    patterns = [t.strip().lower() for t in event_types.split(",")]
+    return {rejected for kind, rejected in EVENT_TYPES.items() if any(fnmatch(kind, p) for p in patterns)}
+
+
 def _query(values: dict, max_events: int) -> EventQuery:
     radius = None
     if any(k in values for k in ("latitude", "longitude", "minradius", "maxradius")):
@@ -56,16 +67,19 @@ def _query(values: dict, max_events: int) -> EventQuery:
         min_depth_km=values.get("mindepth"), max_depth_km=values.get("maxdepth"),
         min_magnitude=values.get("minmagnitude"), max_magnitude=values.get("maxmagnitude"),
         magnitude_type=values.get("magnitudetype"), event_id=values.get("eventid"),
-        updated_after=values.get("updatedafter"),
+        updated_after=values.get("updatedafter"), rejected=_one(_admitted(values.get("eventtype"))),
         order=values.get("orderby", "time"), offset=values.get("offset", 1) - 1,
         limit=max_events + 1 if limit is None or limit > max_events else limit)  # one more: to see a 413
 
 
+def _one(values: set[bool]) -> bool | None:
+    return next(iter(values)) if len(values) == 1 else None
+
+
 def _selects_nothing(values: dict, agency: str) -> bool:
-    """Filters that eqt-monitor's one catalog, one contributor and one event type answer without SQL."""
-    types = values.get("eventtype")
+    """Filters that eqt-monitor's one catalog, one contributor and two event types answer without SQL."""
     return (values.get("catalog", CATALOG_NAME) != CATALOG_NAME or values.get("contributor", agency) != agency
-            or (types is not None and not any(fnmatch("earthquake", t.strip().lower()) for t in types.split(","))))
+            or not _admitted(values.get("eventtype")))
 
 
 def create_blueprint(catalog: Catalog, *, agency: str = AGENCY, max_events: int = MAX_EVENTS) -> Blueprint:

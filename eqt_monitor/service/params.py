@@ -57,7 +57,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("magnitudetype", "str", "Magnitude type the limits test, case-insensitive (eqt-monitor makes ML); "
           "only events with such a magnitude are returned.", "magtype"),
     Param("eventtype", "str", "Comma-separated QuakeML event types, * and ? wildcards (eqt-monitor's events "
-          "are all 'earthquake')."),
+          "are 'earthquake', or 'not existing' once rejected)."),
     Param("includeallorigins", "bool", "Include all origins of an event, not only the preferred one.",
           default="false"),
     Param("includeallmagnitudes", "bool", "Include all magnitudes of an event, not only the preferred one "

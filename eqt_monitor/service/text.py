@@ -39,7 +39,7 @@ def event_line(event: Event, *, catalog: str, agency: str) -> str:
         event.id, UTCDateTime(o.time).strftime("%Y-%m-%dT%H:%M:%S.%f"), f"{o.latitude:.5f}", f"{o.longitude:.5f}",
         f"{o.depth_km:.3f}", agency, catalog, agency, event.short_id, m.type if has_mag else "",
         _num(m.value if has_mag else None, 2), agency if has_mag else "",
-        _regions().get_region(o.longitude, o.latitude), "earthquake",
+        _regions().get_region(o.longitude, o.latitude), "not existing" if event.status == "rejected" else "earthquake",
         _num(o.rms, 4), _num(u and u.time_s, 3), _num(u and u.horizontal_km, 3), _num(u and u.min_horizontal_km, 3),
         _num(u and u.azimuth_max_horizontal, 1), _num(u and u.depth_km, 3), _num(u and u.confidence_level, 1),
         _num(u and u.azimuthal_gap, 1), str(phases), str(stations), _num(u and u.minimum_distance_km, 3),
