@@ -41,6 +41,7 @@ from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
 from eqt_monitor.pipeline.engine import EngineOutput
 from eqt_monitor.records import StationKey
+from eqt_monitor.service import fdsnws
 from eqt_monitor.sources import LiveOptions, LiveSource, open_live
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,12 @@ class Daemon:
                  settings: DaemonSettings = DaemonSettings(), shard: str | None = None) -> None:
         self.config, self.source_override, self.begin, self.settings = config, source, begin, settings
         self.model_name, self.weights_sha256 = model_name, weights_sha256
-        target = db or config.catalog
-        self.catalog = Catalog(target)
+        self.target = db or config.catalog  # the file or the URI, password included (a second connection)
+        self.catalog = Catalog(self.target)
+        self.events_catalog: Catalog | None = None  # the event service's own connection (metrics.serve_events)
         # a PostgreSQL catalog may be shared by several daemons: the one holding its lock associates
-        self.shared = (SharedAssociation(self.catalog, target, shard, config.coordinates(), config.association,
-                                         settings.shard_stale_after) if is_server(target) else None)
+        self.shared = (SharedAssociation(self.catalog, self.target, shard, config.coordinates(), config.association,
+                                         settings.shard_stale_after) if is_server(self.target) else None)
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.quakeml = quakeml or self.state_dir / "events.xml"
@@ -177,7 +179,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page)
+        # the event service reads through a connection of its own: a large answer never holds the lock
+        # the daemon's writes take (WAL readers and the writer do not wait for each other)
+        self.events_catalog = Catalog(self.target) if self.config.serve_events else None
+        events = [(fdsnws.create_blueprint(self.events_catalog, agency=self.config.agency), fdsnws.PREFIX)] \
+            if self.events_catalog is not None else []
+        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page, blueprints=events)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         self._start_scheduler()
         self._record_run()
@@ -334,8 +341,13 @@ class Daemon:
         if math.isfinite(associator.horizon):
             metrics.ASSOCIATION_LAG.set(time.time() - associator.horizon)
         if events:
-            metrics.EVENTS.inc(len(events))
-            log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
+            new = sum(e.version == 1 and e.status != "rejected" for e in events)
+            rejected = sum(e.status == "rejected" for e in events)
+            metrics.EVENTS.inc(new)
+            metrics.EVENT_CHANGES.labels(change="updated").inc(len(events) - new - rejected)
+            metrics.EVENT_CHANGES.labels(change="rejected").inc(rejected)
+            log.info("association: %d new, %d updated, %d rejected event(s) before %s", new,
+                     len(events) - new - rejected, rejected, obspy.UTCDateTime(until))
             if self.inventory is not None:
                 try:
                     add_magnitudes(self.catalog, events, self._fetch_merged, self.inventory)
@@ -460,6 +472,8 @@ class Daemon:
         if self.shared is not None:
             self.shared.close()
         self.http.close()
+        if self.events_catalog is not None:
+            self.events_catalog.close()
         self.catalog.close()
         bound.cancel()
         log.info("run: stopped")
