@@ -49,6 +49,15 @@ class Pick:
 
 
 @dataclass(frozen=True)
+class EarlyOutcome:
+    """What became of a preliminary pick (``picks: early``) once the picks around it were final:
+    the final pick that replaces it, or None when it is retracted."""
+
+    early: Pick
+    final: Pick | None
+
+
+@dataclass(frozen=True)
 class Detection:
     """An earthquake signal on one station: a run of detection probability above threshold."""
 
