@@ -6,7 +6,9 @@ the dates seismology deals with, cheap in the hot path, and converted to
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Protocol
 
 import numpy as np
@@ -150,6 +152,20 @@ class OriginUncertainty:
     used_phase_count: int
     used_station_count: int
     minimum_distance_km: float  # epicentral distance to the nearest station used
+
+    def axis_km(self, azimuth: float) -> float:
+        """The 1-D error (km, at ``confidence_level``) of the epicentre along ``azimuth`` (degrees east
+        of north: 0 for latitude, 90 for longitude), the marginal of the ellipse's Gaussian."""
+        one, two = confidence_scales(self.confidence_level)
+        turn = math.radians(azimuth - self.azimuth_max_horizontal)
+        return one / two * math.hypot(self.horizontal_km * math.cos(turn), self.min_horizontal_km * math.sin(turn))
+
+
+def confidence_scales(confidence: float) -> tuple[float, float]:
+    """The multiples of sigma whose Gaussian regions cover ``confidence`` percent in one and in two
+    dimensions (``√χ²₁``, ``√χ²₂``: 1.645 and 2.146 at 90 %; a 1-sigma ellipse covers only 39 %)."""
+    p = confidence / 100.0
+    return NormalDist().inv_cdf((1.0 + p) / 2.0), math.sqrt(-2.0 * math.log(1.0 - p))
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from obspy import read_events
 from obspy.geodetics import gps2dist_azimuth
+from obspy.io.quakeml.core import _validate
 
+from eqt_monitor.catalog.export import export_quakeml
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import ConfigError
 from eqt_monitor.events.associator import AssociatorConfig, associate
@@ -36,8 +39,9 @@ def _key(sid: str) -> StationKey:
     return StationKey(net, sta, loc, "HH")
 
 
-def _synthetic_picks(rng, stations, hypocentres, travel_time) -> list[Pick]:
-    """Picks at the model's travel times (+ 50 ms noise, 10 % missing) and random false picks."""
+def _synthetic_picks(rng, stations, hypocentres, travel_time, noise=(0.05, 0.05)) -> list[Pick]:
+    """Picks at the model's travel times (+ Gaussian noise, ``noise`` = P and S std in s, 10 % missing)
+    and random false picks."""
     picks = []
     for t0, lat, lon, depth in hypocentres:
         for sid, (slat, slon, elev) in stations.items():
@@ -46,7 +50,7 @@ def _synthetic_picks(rng, stations, hypocentres, travel_time) -> list[Pick]:
                 if rng.uniform() < 0.1:
                     continue
                 tt = travel_time(phase, epi, depth + elev / 1000.0)
-                picks.append(Pick(_key(sid), phase, t0 + tt + rng.normal(0, 0.05), 0.8))
+                picks.append(Pick(_key(sid), phase, t0 + tt + rng.normal(0, noise[phase == "S"]), 0.8))
     end = hypocentres[-1][0] + 60.0
     for sid in stations:
         for _ in range(int((end - T_START) / 30)):  # one false pick per station every 30 s
@@ -199,6 +203,8 @@ def test_layered_model_recovers_events_from_its_own_travel_times():
     found = associate(picks, flat, AssociatorConfig(layers=layers))
     assert found and found[0].origin.method.startswith("PyOcto 0.2.2 + least squares, 1D")
     assert _matches(found, hypocentres) >= 0.95 * len(hypocentres)
+    # the table's derivatives give uncertainties like the 0D model's (50 ms noise: sub-km ellipses)
+    assert 0.2 < np.median([e.origin.uncertainty.horizontal_km for e in found]) < 1.5
     _no_duplicates(found)
 
 
@@ -218,3 +224,56 @@ def test_picks_from_unknown_stations_are_skipped_with_a_warning(scenario, caplog
     found = associate(window, stations)
     assert "ZZ.NOPE." in caplog.text
     assert all(a.pick.station.station != "NOPE" for e in found for a in e.arrivals)
+
+
+@pytest.fixture(scope="module")
+def noisy_events(tmp_path_factory):
+    """40 events picked with EqT-like noise (P 0.05 s, S 0.1 s std), located and stored:
+    (hypocentres, events as located, their catalog)."""
+    rng = np.random.default_rng(21)
+    stations = _network(rng)
+    hypocentres = _hypocentres(rng, 40)
+    cat = Catalog(tmp_path_factory.mktemp("noisy") / "catalog.sqlite")
+    cat.add_picks(_synthetic_picks(rng, stations, hypocentres, _homogeneous(), noise=(0.05, 0.1)),
+                  model="original", weights_sha256=SHA)
+    found = associate(cat.picks(), stations)
+    cat.add_events(found)
+    return hypocentres, found, cat
+
+
+def test_true_hypocentres_lie_within_the_reported_uncertainty(noisy_events):
+    hypocentres, found, _ = noisy_events
+    assert _matches(found, hypocentres) == len(hypocentres)
+    ellipse, depth, time, sizes = [], [], [], []
+    for t0, lat, lon, z in hypocentres:
+        o = min(found, key=lambda e: abs(e.origin.time - t0)).origin
+        u = o.uncertainty
+        assert u.confidence_level == 90.0 and u.used_phase_count >= 6 and 0 < u.azimuthal_gap < 360
+        # the true epicentre in the ellipse's axes (km along the major and minor axis)
+        metres, azimuth, _ = gps2dist_azimuth(o.latitude, o.longitude, lat, lon)
+        turn = math.radians(azimuth - u.azimuth_max_horizontal)
+        along, across = metres / 1000 * math.cos(turn), metres / 1000 * math.sin(turn)
+        ellipse.append(math.hypot(along / u.horizontal_km, across / u.min_horizontal_km))
+        if u.depth_km is not None:
+            depth.append(abs(o.depth_km - z) / u.depth_km)
+        time.append(abs(o.time - t0) / u.time_s)
+        sizes.append(u.horizontal_km)
+    assert np.mean(np.array(ellipse) <= 1) >= 0.9
+    assert len(depth) >= 0.9 * len(hypocentres) and np.mean(np.array(depth) <= 1) >= 0.9
+    assert np.mean(np.array(time) <= 1) >= 0.9
+    # and the regions are not so large that anything falls inside: 16 stations over 60 x 70 km
+    assert np.median(sizes) < 1.5
+    assert np.median(ellipse) > 0.1
+
+
+def test_uncertainties_reach_the_catalog_and_the_quakeml(noisy_events, tmp_path):
+    _, found, cat = noisy_events
+    stored = cat.events()
+    assert [e.origin.uncertainty for e in stored] == [e.origin.uncertainty for e in found]
+    path = tmp_path / "noisy.xml"
+    assert export_quakeml(cat, path) == len(found)
+    assert _validate(str(path)) is True
+    origins = [e.preferred_origin() for e in read_events(str(path))]
+    assert [o.origin_uncertainty.max_horizontal_uncertainty for o in origins] == [
+        round(e.origin.uncertainty.horizontal_km * 1000, 1) for e in found]
+    assert all(o.quality.azimuthal_gap > 0 and o.depth_errors.confidence_level == 90.0 for o in origins)

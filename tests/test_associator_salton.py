@@ -62,6 +62,21 @@ def test_swarm_events_are_located_in_the_network_with_small_residuals(salton):
     assert catalog.add_events(associate(picks, stations)) == []  # a re-run adds nothing
 
 
+def test_swarm_origin_uncertainties_are_plausible(salton):
+    """16 stations over ~80 km, residuals ~0.1-0.3 s with a 0D model: sub-km to few-km ellipses."""
+    _, catalog, events = salton
+    for e in events:
+        u = e.origin.uncertainty
+        assert 0.05 < u.min_horizontal_km <= u.horizontal_km < 10.0, u
+        assert u.depth_km is None or 0.1 < u.depth_km < 30.0, u
+        assert 0.01 < u.time_s < 2.0 and 0 < u.azimuthal_gap < 360, u
+        assert u.used_phase_count == len(e.arrivals) and u.minimum_distance_km == min(a.distance_km for a in e.arrivals)
+    # the swarm events (inside the network, many arrivals) are the best constrained
+    inside = [e.origin.uncertainty for e in events if e.origin.uncertainty.azimuthal_gap < 180]
+    assert inside and max(u.horizontal_km for u in inside) < 3.0
+    assert [e.origin.uncertainty for e in catalog.events()] == [e.origin.uncertainty for e in events]
+
+
 def test_swarm_magnitudes_and_quakeml(salton, tmp_path):
     folder, catalog, _ = salton
     inventory = read_inventory(str(folder / "stations.xml"))

@@ -6,12 +6,14 @@ import sqlite3
 import threading
 
 import pytest
+from catalog_v2 import write_v2_catalog
 
 from eqt_monitor.catalog.ids import pick_id
 from eqt_monitor.catalog.schema import SCHEMA_VERSION
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
+from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
+                                 StationMagnitude)
 
 A = StationKey("CI", "AAA", "", "HH")
 B = StationKey("CI", "BBB", "00", "EH")
@@ -152,6 +154,91 @@ def test_magnitude_set_and_replaced(tmp_path):
     assert cat.event(ev.id).magnitude == ml
     with pytest.raises(UserError, match="no event"):
         cat.set_magnitude("smi:eqt-monitor/event/x", ml)
+
+
+def test_uncertainty_version_status_and_update_time_round_trip(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite", clock=lambda: 1700000000.25)
+    cat.add_picks(_picks(), model="original", weights_sha256=SHA)
+    unc = OriginUncertainty(90.0, 2.5, 1.25, 33.0, 4.5, 0.3, 210.0, 4, 2, 10.0)
+    event = _event(cat.picks())
+    (added,) = cat.add_events([dataclasses.replace(event, origin=dataclasses.replace(event.origin, uncertainty=unc))])
+    assert (added.version, added.status, added.updated) == (1, "preliminary", 1700000000.25)
+    assert added.origin.uncertainty == unc
+    assert cat.events() == [added] == cat.latest_events(5)
+    assert cat.event(added.id) == added and cat.event_versions(added.id) == [added]
+    assert cat.events(updated_after=1700000000.25) == [added]
+    assert cat.events(updated_after=1700000000.26) == []
+    cat.clock = lambda: 1700000100.0  # a magnitude changes the event
+    cat.set_magnitude(added.id, Magnitude("ML", 1.5, 0.2, 2, "test"))
+    assert cat.events(updated_after=1700000000.26)[0].updated == 1700000100.0
+
+
+def _v2_rows() -> tuple[list[tuple], list[dict]]:
+    picks = [(pick_id(p, SHA), p.station.network, p.station.station, p.station.location, p.station.channel_prefix,
+              p.phase, p.time, round(p.time * 100), p.probability, p.snr, p.amplitude, "original", SHA, None, None)
+             for p in _picks()]
+    events = [
+        {"hash": "a" * 20, "origin": (T0 + 0.5, 33.0, -115.6, 8.0, 0.05, "PyOcto test"),
+         "arrivals": [(picks[0][0], "P", 0.01, 10.0, 45.0), (picks[1][0], "S", -0.02, 10.0, 45.0)],
+         "magnitude": ("ML", 2.2, 0.1, 1, "test", None),
+         "station_magnitudes": [("CI", "AAA", "", "HH", 2.2, 1e-6, 12.0)]},
+        {"hash": "b" * 20, "origin": (T0 + 1.0, 33.1, -115.5, 6.0, None, "PyOcto test"),
+         "arrivals": [(picks[2][0], "P", 0.0, 20.0, None), (picks[3][0], "S", 0.1, 20.0, None)]},
+    ]
+    return picks, events
+
+
+def _columns(path) -> dict[str, list[tuple]]:
+    con = sqlite3.connect(path)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    out = {t: con.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
+    out["indexes"] = sorted(con.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'").fetchall())
+    con.close()
+    return out
+
+
+def test_schema_2_catalog_is_migrated_with_its_events(tmp_path):
+    """A version-2 file (one origin and magnitude per event) becomes version 3: same events, ids,
+    arrivals and magnitudes, each as version 1 with no recorded update time; tables as a new file's."""
+    picks, events = _v2_rows()
+    write_v2_catalog(tmp_path / "v2.sqlite", picks, events)
+    with Catalog(tmp_path / "v2.sqlite", clock=lambda: 1700000000.0) as cat:
+        assert cat.schema_version == SCHEMA_VERSION == 3
+        assert cat._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        first, second = cat.events()
+        assert (first.id, second.id) == ("smi:eqt-monitor/event/" + "a" * 20, "smi:eqt-monitor/event/" + "b" * 20)
+        assert first.origin == Origin(T0 + 0.5, 33.0, -115.6, 8.0, 0.05, "PyOcto test")
+        assert [(a.pick_id, a.residual, a.azimuth) for a in second.arrivals] == [
+            (picks[2][0], 0.0, None), (picks[3][0], 0.1, None)]
+        assert first.magnitude == Magnitude("ML", 2.2, 0.1, 1, "test", None, (StationMagnitude(A, 2.2, 1e-6, 12.0),))
+        assert second.magnitude is None
+        assert [(e.version, e.status, e.updated) for e in (first, second)] == [(1, "preliminary", None)] * 2
+        assert cat.event_versions(first.id) == [first]
+        assert cat.events(updated_after=0.0) == []  # no update time was recorded before version 3
+        assert cat.associated_pick_ids() == {p[0] for p in picks}
+        cat.set_magnitude(second.id, Magnitude("ML", 1.0, None, 1, "test"))  # the migrated file is writable
+        assert cat.events(updated_after=0.0)[0].id == second.id
+    fresh = tmp_path / "fresh.sqlite"
+    Catalog(fresh).close()
+    assert _columns(tmp_path / "v2.sqlite") == _columns(fresh)
+
+
+def test_schema_2_migration_refuses_a_broken_file_whole(tmp_path):
+    picks, events = _v2_rows()
+    path = tmp_path / "v2.sqlite"
+    write_v2_catalog(path, picks[:2] + picks[3:], events[:1])
+    con = sqlite3.connect(path)  # a v2 file whose arrival refers to a pick that is not there
+    con.execute("INSERT INTO events VALUES ('smi:eqt-monitor/event/b', 1.0)")
+    con.execute("INSERT INTO origins VALUES ('smi:eqt-monitor/origin/b', 'smi:eqt-monitor/event/b', 1, 2, 3, 4, NULL, 'x')")
+    con.execute("INSERT INTO arrivals VALUES ('smi:eqt-monitor/origin/b', 'smi:eqt-monitor/pick/missing', 'P', 0, 1, NULL)")
+    con.commit()
+    con.close()
+    with pytest.raises(UserError, match=r"v2\.sqlite: cannot migrate the catalog: table arrivals .* missing picks row"):
+        Catalog(path)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2  # rolled back: still the version-2 file
+    assert con.execute("SELECT count(*) FROM origins").fetchone()[0] == 2
+    con.close()
 
 
 def test_state_runs_and_stations(tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 
 import pytest
 from obspy import UTCDateTime, read_events
@@ -12,11 +13,15 @@ from eqt_monitor.catalog.export import EQT_CSV_COLUMNS, export_quakeml, write_eq
 from eqt_monitor.catalog.ids import pick_id
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.cli import main
-from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, StationKey, StationMagnitude
+from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, StationKey,
+                                 StationMagnitude)
 
 T0 = 1601510400.0
 A, B, C = (StationKey("CI", s, "", "HH") for s in ("BOM", "COA", "CRR"))
 SHA = "07b3ffc8" + "1" * 56
+# a 90 % ellipse 1.2 x 0.6 km, major axis N30E; depth +- 2.5 km, time +- 0.15 s; gap 120 deg, nearest 10 km
+KM = 111.19492664455873  # per degree on ObsPy's sphere
+UNCERTAINTY = OriginUncertainty(90.0, 1.2, 0.6, 30.0, 2.5, 0.15, 120.0, 4, 3, 10.0)
 
 
 @pytest.fixture()
@@ -32,9 +37,10 @@ def catalog(tmp_path) -> Catalog:
                         Detection(C, T0 + 90.0, T0 + 95.0, 0.4)], model="original", weights_sha256=SHA)
     ml = Magnitude("ML", 2.31, 0.12, 2, "smi:eqt-monitor/magnitude/ML/hutton-boore-1987", None,
                    (StationMagnitude(A, 2.2, 1.5e-6, 12.0), StationMagnitude(B, 2.4, 9.0e-7, 30.5)))
-    e1 = Event(Origin(T0 + 10.0, 33.01, -115.55, 7.5, 0.08, "PyOcto 0.2.2 + least squares, 0D"),
+    e1 = Event(Origin(T0 + 10.0, 33.01, -115.55, 7.5, 0.08, "PyOcto 0.2.2 + least squares, 0D", UNCERTAINTY),
                tuple(Arrival(p, 0.01 * (i - 1), 10.0 + 5 * i, 40.0 * i) for i, p in enumerate(first)), ml)
-    e2 = Event(Origin(T0 + 66.0, 32.95, -115.4, 12.25, 0.2, "PyOcto 0.2.2 + least squares, 0D"),
+    unresolved = dataclasses.replace(UNCERTAINTY, depth_km=None)  # depth held at a bound
+    e2 = Event(Origin(T0 + 66.0, 32.95, -115.4, 12.25, 0.2, "PyOcto 0.2.2 + least squares, 0D", unresolved),
                tuple(Arrival(p, -0.05, 20.0, 100.0) for p in second),
                Magnitude("ML", None, None, 0, "smi:eqt-monitor/magnitude/ML/hutton-boore-1987",
                          reason="CI.BOM.: no usable response"))
@@ -46,6 +52,33 @@ def test_quakeml_validates_against_the_schema(catalog, tmp_path):
     path = tmp_path / "out.xml"
     assert export_quakeml(catalog, path) == 2
     assert _validate(str(path)) is True
+    text = path.read_text()
+    for element in ("originUncertainty", "maxHorizontalUncertainty", "azimuthalGap", "minimumDistance",
+                    "confidenceLevel"):
+        assert f"<{element}>" in text, element  # the schema check above covered them
+
+
+def test_quakeml_origin_uncertainty(catalog, tmp_path):
+    path = tmp_path / "out.xml"
+    export_quakeml(catalog, path)
+    first, second = (e.preferred_origin() for e in read_events(str(path)))
+    u = first.origin_uncertainty
+    assert (u.horizontal_uncertainty, u.max_horizontal_uncertainty, u.min_horizontal_uncertainty) == (1200, 1200, 600)
+    assert u.azimuth_max_horizontal_uncertainty == 30.0 and u.confidence_level == 90.0
+    assert u.preferred_description == "uncertainty ellipse"
+    assert (first.depth_errors.uncertainty, first.depth_errors.confidence_level) == (2500.0, 90.0)
+    assert first.time_errors.uncertainty == 0.15
+    # the ellipse's 1-D marginals: sigma^2 = (a^2 cos^2 + b^2 sin^2) / chi2(2 dof, 90 %), x chi2(1 dof, 90 %)
+    north = math.sqrt((1.2**2 * 0.75 + 0.6**2 * 0.25) / 4.605) * 1.6449
+    east = math.sqrt((1.2**2 * 0.25 + 0.6**2 * 0.75) / 4.605) * 1.6449
+    assert first.latitude_errors.uncertainty * KM == pytest.approx(north, rel=1e-3)
+    assert first.longitude_errors.uncertainty * KM * math.cos(math.radians(33.01)) == pytest.approx(east, rel=1e-3)
+    assert first.latitude_errors.confidence_level == 90.0
+    q = first.quality
+    assert (q.azimuthal_gap, q.used_phase_count, q.used_station_count) == (120.0, 4, 3)
+    assert q.minimum_distance * KM == pytest.approx(10.0, abs=1e-3)
+    # a depth that was not resolved has no depth error, the rest is there
+    assert second.depth_errors.uncertainty is None and second.origin_uncertainty.horizontal_uncertainty == 1200
 
 
 def test_quakeml_round_trip_keeps_the_content(catalog, tmp_path):
@@ -73,7 +106,7 @@ def test_quakeml_round_trip_keeps_the_content(catalog, tmp_path):
     assert float(first_pick.extra["snr_db"]["value"]) == pytest.approx(14.2)
     residuals = {str(a.pick_id): a.time_residual for a in o.arrivals}
     assert residuals == {a.pick_id: pytest.approx(a.residual) for a in src.arrivals}
-    distances = {str(a.pick_id): a.distance * 111.19492664455873 for a in o.arrivals}
+    distances = {str(a.pick_id): a.distance * KM for a in o.arrivals}
     assert distances == {a.pick_id: pytest.approx(a.distance_km, abs=1e-3) for a in src.arrivals}
     m = ev.preferred_magnitude()
     assert (m.mag, m.magnitude_type, m.station_count) == (2.31, "ML", 2)
@@ -105,6 +138,14 @@ def test_events_csv(catalog, tmp_path):
     assert [r["origin_time"] for r in rows] == ["2020-10-01T00:00:10.000000Z", "2020-10-01T00:01:06.000000Z"]
     assert rows[0]["ml"] == "2.31" and rows[0]["arrivals"] == "4" and rows[0]["stations"] == "3"
     assert rows[1]["ml"] == "" and "no usable response" in rows[1]["ml_reason"]
+    first = rows[0]
+    assert list(first)[:12] == ["event_id", "origin_time", "latitude", "longitude", "depth_km", "rms_s", "arrivals",
+                                "stations", "ml", "ml_uncertainty", "ml_stations", "ml_reason"]
+    assert (first["confidence_level"], first["horizontal_uncertainty_km"], first["min_horizontal_uncertainty_km"],
+            first["azimuth_max_horizontal"], first["depth_uncertainty_km"], first["time_uncertainty_s"],
+            first["azimuthal_gap"], first["minimum_distance_km"]) == ("90", "1.200", "0.600", "30.0", "2.500", "0.150",
+                                                                       "120.0", "10.00")
+    assert rows[1]["depth_uncertainty_km"] == "" and rows[1]["horizontal_uncertainty_km"] == "1.200"
 
 
 def test_eqt_picks_csv(catalog, tmp_path):

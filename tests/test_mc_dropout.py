@@ -72,11 +72,13 @@ def test_schema_1_catalog_is_migrated(tmp_path):
     """A version-1 file gains the uncertainty columns; its picks read back without them."""
     import sqlite3
 
+    from catalog_v2 import V2_SCHEMA
+
     from eqt_monitor.catalog import schema
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    v1 = schema.SCHEMA.replace(",\n    probability_std REAL, time_uncertainty REAL", "").replace(",\n    probability_std REAL", "")
+    v1 = V2_SCHEMA.replace(",\n    probability_std REAL, time_uncertainty REAL", "").replace(",\n    probability_std REAL", "")
     db.executescript(v1 + "PRAGMA user_version=1;")
     db.execute("INSERT INTO picks VALUES ('smi:x/pick/1','CX','PB01','','HH','P',1.0,100,0.5,NULL,NULL,'original','s')")
     db.commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from obspy.core import event as qml
 
 from eqt_monitor.catalog.ids import ID_PREFIX
 from eqt_monitor.catalog.store import Catalog
-from eqt_monitor.records import Event, Pick, StationKey
+from eqt_monitor.records import Event, Origin, OriginUncertainty, Pick, StationKey
 
 NAMESPACE = "https://github.com/eqt-monitor/eqt-monitor/xmlns/1.0"  # our QuakeML extras (pick probability, snr)
 AGENCY = "eqt-monitor"
@@ -29,9 +30,13 @@ EQT_CSV_COLUMNS = [  # EQTransformer's X_prediction_results.csv (mseed_predictor
     "p_arrival_time", "p_probability", "p_uncertainty", "p_snr",
     "s_arrival_time", "s_probability", "s_uncertainty", "s_snr",
 ]
+UNCERTAINTY_CSV_COLUMNS = [  # the origin's: empty where the locator gave none (depth: also where not resolved)
+    "confidence_level", "horizontal_uncertainty_km", "min_horizontal_uncertainty_km", "azimuth_max_horizontal",
+    "depth_uncertainty_km", "time_uncertainty_s", "azimuthal_gap", "minimum_distance_km",
+]
 EVENT_CSV_COLUMNS = [
     "event_id", "origin_time", "latitude", "longitude", "depth_km", "rms_s", "arrivals", "stations",
-    "ml", "ml_uncertainty", "ml_stations", "ml_reason",
+    "ml", "ml_uncertainty", "ml_stations", "ml_reason", *UNCERTAINTY_CSV_COLUMNS,
 ]
 FORMATS = ("quakeml", "csv", "eqt-csv")
 
@@ -98,6 +103,8 @@ def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
                                   used_station_count=len(stations), associated_station_count=len(stations)),
         comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
         creation_info=info)
+    if o.uncertainty is not None:
+        _add_uncertainty(origin, o)
     out = qml.Event(resource_id=qml.ResourceIdentifier(event.id), event_type="earthquake",
                     event_type_certainty="suspected", picks=picks, origins=[origin], creation_info=info)
     out.preferred_origin_id = origin.resource_id
@@ -131,6 +138,36 @@ def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
     return out
 
 
+def _add_uncertainty(origin: qml.Origin, o: Origin) -> None:
+    """``o``'s confidence ellipse, errors and geometry on ``origin``: metres for the ellipse and the
+    depth, degrees for latitude, longitude and distances, as QuakeML wants."""
+    u = o.uncertainty
+    level = u.confidence_level
+    origin.origin_uncertainty = qml.OriginUncertainty(
+        horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
+        min_horizontal_uncertainty=round(u.min_horizontal_km * 1000.0, 1),
+        max_horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
+        azimuth_max_horizontal_uncertainty=round(u.azimuth_max_horizontal, 1),
+        preferred_description="uncertainty ellipse", confidence_level=level)
+    origin.latitude_errors = qml.QuantityError(round(u.axis_km(0.0) / KM_PER_DEGREE, 6), confidence_level=level)
+    east_degree = KM_PER_DEGREE * math.cos(math.radians(o.latitude))
+    origin.longitude_errors = qml.QuantityError(round(u.axis_km(90.0) / east_degree, 6), confidence_level=level)
+    if u.depth_km is not None:
+        origin.depth_errors = qml.QuantityError(round(u.depth_km * 1000.0, 1), confidence_level=level)
+    origin.time_errors = qml.QuantityError(round(u.time_s, 4), confidence_level=level)
+    origin.quality.azimuthal_gap = round(u.azimuthal_gap, 2)
+    origin.quality.minimum_distance = round(u.minimum_distance_km / KM_PER_DEGREE, 6)
+
+
+def _uncertainty_columns(u: OriginUncertainty | None) -> list:
+    """The events CSV's uncertainty columns (all empty without one)."""
+    if u is None:
+        return [""] * len(UNCERTAINTY_CSV_COLUMNS)
+    return [f"{u.confidence_level:g}", f"{u.horizontal_km:.3f}", f"{u.min_horizontal_km:.3f}",
+            f"{u.azimuth_max_horizontal:.1f}", _num(u.depth_km, 3), f"{u.time_s:.3f}", f"{u.azimuthal_gap:.1f}",
+            f"{u.minimum_distance_km:.2f}"]
+
+
 def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None,
                    agency: str = AGENCY) -> int:
     """Write the span's events as QuakeML 1.2; returns the number of events."""
@@ -159,7 +196,8 @@ def write_events_csv(catalog: Catalog, path: str | Path, *, start: float | None 
             w.writerow([e.id, _iso(o.time), f"{o.latitude:.5f}", f"{o.longitude:.5f}", f"{o.depth_km:.2f}",
                         _num(o.rms, 3), len(e.arrivals), len({a.pick.station for a in e.arrivals}),
                         _num(m.value if m else None, 2), _num(m.uncertainty if m else None, 2),
-                        m.station_count if m else "", (m.reason or "") if m else ""])
+                        m.station_count if m else "", (m.reason or "") if m else "",
+                        *_uncertainty_columns(o.uncertainty)])
     return len(events)
 
 

@@ -12,17 +12,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import astuple, replace
 from pathlib import Path
 
 from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import Arrival, Detection, Event, Magnitude, Origin, Pick, Run, StationKey, StationMagnitude
+from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
+                                 StationMagnitude)
 
 class CatalogWriteError(UserError):
     """A write the catalog file did not take (rolled back; nothing was half written)."""
+
+
+# origins' columns for the OriginUncertainty fields, in the dataclass's field order
+UNCERTAINTY_COLUMNS = ("confidence_level", "horizontal_uncertainty_km", "min_horizontal_uncertainty_km",
+                       "azimuth_max_horizontal", "depth_uncertainty_km", "time_uncertainty_s", "azimuthal_gap",
+                       "used_phase_count", "used_station_count", "minimum_distance_km")
 
 
 def _key(row: sqlite3.Row) -> StationKey:
@@ -46,10 +54,15 @@ def _station_filter(stations: Iterable[StationKey | str] | None) -> tuple[str, l
 
 
 class Catalog:
-    """The SQLite event catalog (WAL mode). One writer thread plus readers may share an instance."""
+    """The SQLite event catalog (WAL mode). One writer thread plus readers may share an instance.
 
-    def __init__(self, path: str | Path):
+    ``clock`` gives the wall-clock POSIX time recorded as events' and origins' creation and update
+    times (``time.time``; tests pass a fixed one to compare exactly).
+    """
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time):
         self.path = Path(path)
+        self.clock = clock
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -82,11 +95,21 @@ class Catalog:
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         elif version < SCHEMA_VERSION:
-            with self._transaction() as db:
-                for step in range(version, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[step]:
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # SQLite's way to rebuild tables: foreign keys off (PRAGMA is a no-op inside a transaction),
+            # then checked in the transaction before it commits
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with self._transaction() as db:
+                    for step in range(version, SCHEMA_VERSION):
+                        for statement in MIGRATIONS[step]:
+                            db.execute(statement)
+                    broken = db.execute("PRAGMA foreign_key_check").fetchone()
+                    if broken is not None:
+                        raise UserError(f"{self.path}: cannot migrate the catalog: table {broken[0]} row "
+                                        f"{broken[1]} refers to a missing {broken[2]} row")
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            finally:
+                self._db.execute("PRAGMA foreign_keys=ON")
 
     def _transaction(self):
         return _Transaction(self._db, self._lock, self.path)
@@ -270,87 +293,124 @@ class Catalog:
         taken = db.execute(f"SELECT count(DISTINCT pick_id) FROM arrivals WHERE pick_id IN ({marks})", ids).fetchone()[0]
         if ids and 2 * taken >= len(ids):
             return None
-        o = event.origin
-        origin_id = f"{ID_PREFIX}/origin/{content}"
-        db.execute("INSERT INTO events VALUES (?,?)", (event_id, o.time))
-        db.execute("INSERT INTO origins VALUES (?,?,?,?,?,?,?,?)",
-                   (origin_id, event_id, o.time, o.latitude, o.longitude, o.depth_km, o.rms, o.method))
+        now = self.clock()
+        origin_id = _origin_id(event_id, 1)
+        db.execute("INSERT INTO events (id, time, preferred_origin_id, version, status, created, updated) "
+                   "VALUES (?,?,?,?,?,?,?)", (event_id, event.origin.time, origin_id, 1, "preliminary", now, now))
+        self._write_origin(db, event_id, origin_id, 1, now, event.origin, arrivals, event.magnitude)
+        return replace(event, arrivals=tuple(arrivals), id=event_id, version=1, status="preliminary", updated=now)
+
+    def _write_origin(self, db: sqlite3.Connection, event_id: str, origin_id: str, version: int, created: float,
+                      o: Origin, arrivals: list[Arrival], magnitude: Magnitude | None) -> None:
+        """One origin of an event (version ``version``), its arrivals and its magnitude."""
+        uncertainty = astuple(o.uncertainty) if o.uncertainty is not None else (None,) * len(UNCERTAINTY_COLUMNS)
+        columns = ("id", "event_id", "version", "created", "time", "latitude", "longitude", "depth_km", "rms",
+                   "method") + UNCERTAINTY_COLUMNS
+        db.execute(f"INSERT INTO origins ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+                   (origin_id, event_id, version, created, o.time, o.latitude, o.longitude, o.depth_km, o.rms,
+                    o.method) + uncertainty)
         db.executemany(
-            "INSERT OR IGNORE INTO arrivals VALUES (?,?,?,?,?,?)",
+            "INSERT INTO arrivals VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(origin_id, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
         )
-        stored = replace(event, arrivals=tuple(arrivals), id=event_id)
-        if event.magnitude is not None:
-            self._write_magnitude(db, event_id, event.magnitude)
-        return stored
+        if magnitude is not None:
+            self._write_magnitude(db, origin_id, magnitude)
 
     def set_magnitude(self, event_id: str, magnitude: Magnitude) -> None:
-        """Attach (or replace) the magnitude of a stored event."""
+        """Attach (or replace) the magnitude of a stored event's preferred origin."""
         with self._transaction() as db:
-            if not db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
+            row = db.execute("SELECT preferred_origin_id FROM events WHERE id=?", (event_id,)).fetchone()
+            if row is None:
                 raise UserError(f"{self.path}: no event {event_id}")
-            self._write_magnitude(db, event_id, magnitude)
+            self._write_magnitude(db, row[0], magnitude)
+            db.execute("UPDATE events SET updated=? WHERE id=?", (self.clock(), event_id))
 
     @staticmethod
-    def _write_magnitude(db: sqlite3.Connection, event_id: str, m: Magnitude) -> None:
-        mag_id = f"{ID_PREFIX}/magnitude/{event_id.rsplit('/', 1)[-1]}/{m.type}"
+    def _write_magnitude(db: sqlite3.Connection, origin_id: str, m: Magnitude) -> None:
+        mag_id = f"{ID_PREFIX}/magnitude/{origin_id.split('/origin/', 1)[-1]}/{m.type}"
         db.execute("DELETE FROM station_magnitudes WHERE magnitude_id IN "
-                   "(SELECT id FROM magnitudes WHERE event_id=?)", (event_id,))
-        db.execute("DELETE FROM magnitudes WHERE event_id=?", (event_id,))
+                   "(SELECT id FROM magnitudes WHERE origin_id=?)", (origin_id,))
+        db.execute("DELETE FROM magnitudes WHERE origin_id=?", (origin_id,))
         db.execute("INSERT INTO magnitudes VALUES (?,?,?,?,?,?,?,?)",
-                   (mag_id, event_id, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
+                   (mag_id, origin_id, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
         db.executemany(
             "INSERT INTO station_magnitudes VALUES (?,?,?,?,?,?,?,?)",
             [(mag_id, s.station.network, s.station.station, s.station.location, s.station.channel_prefix,
               s.value, s.amplitude_m, s.distance_km) for s in m.station_magnitudes],
         )
 
-    def events(self, start: float | None = None, end: float | None = None) -> list[Event]:
-        """Events with origin time in ``[start, end)`` (either bound optional), by time then id."""
-        where, args = _where([("time >= ?", start), ("time < ?", end)])
+    def events(self, start: float | None = None, end: float | None = None, *,
+               updated_after: float | None = None) -> list[Event]:
+        """Events with origin time in ``[start, end)`` (either bound optional) and, with ``updated_after``,
+        last changed at or after that wall-clock time; by time then id. Rejected events are included
+        (``Event.status``)."""
+        where, args = _where([("time >= ?", start), ("time < ?", end), ("updated >= ?", updated_after)])
         with self._lock:
-            ids = [r["id"] for r in self._db.execute(f"SELECT id FROM events{where} ORDER BY time, id", args)]
-            return [self._read_event(i) for i in ids]
+            rows = self._db.execute(f"SELECT * FROM events{where} ORDER BY time, id", args).fetchall()
+            return [self._read_event(r) for r in rows]
 
     def latest_events(self, limit: int) -> list[Event]:
         """The ``limit`` latest events (by origin time), newest first."""
         with self._lock:
-            ids = [r["id"] for r in self._db.execute("SELECT id FROM events ORDER BY time DESC, id DESC LIMIT ?",
-                                                     (limit,))]
-            return [self._read_event(i) for i in ids]
+            rows = self._db.execute("SELECT * FROM events ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+            return [self._read_event(r) for r in rows]
 
     def event(self, event_id: str) -> Event:
         """One event by its resource id or the hash at its end; UserError when unknown or ambiguous."""
         with self._lock:
-            rows = self._db.execute("SELECT id FROM events WHERE id = ? OR id LIKE ?",
-                                    (event_id, f"%/{event_id}%")).fetchall()
-            exact = [r["id"] for r in rows if r["id"] == event_id]
-            ids = exact or [r["id"] for r in rows]
-            if len(ids) != 1:
-                what = "no event" if not ids else f"{len(ids)} events match"
-                raise UserError(f"{self.path}: {what} {event_id!r}")
-            return self._read_event(ids[0])
+            return self._read_event(self._event_row(event_id))
+
+    def _event_row(self, event_id: str) -> sqlite3.Row:
+        rows = self._db.execute("SELECT * FROM events WHERE id = ? OR id LIKE ?",
+                                (event_id, f"%/{event_id}%")).fetchall()
+        exact = [r for r in rows if r["id"] == event_id]
+        found = exact or rows
+        if len(found) != 1:
+            what = "no event" if not found else f"{len(found)} events match"
+            raise UserError(f"{self.path}: {what} {event_id!r}")
+        return found[0]
+
+    def event_versions(self, event_id: str) -> list[Event]:
+        """Every version of an event, oldest first: each with that version's origin, arrivals and
+        magnitude, ``version``, and ``updated`` = the wall-clock time that origin was created (the
+        last is the event as :meth:`event` reads it, with its status and last update time)."""
+        with self._lock:
+            row = self._event_row(event_id)
+            origins = self._db.execute("SELECT * FROM origins WHERE event_id=? ORDER BY version",
+                                       (row["id"],)).fetchall()
+            older = [Event(*self._read_origin(o), id=row["id"], version=o["version"], updated=o["created"])
+                     for o in origins if o["id"] != row["preferred_origin_id"]]
+            return older + [self._read_event(row)]
 
     def associated_pick_ids(self, start: float | None = None) -> set[str]:
-        """Ids of picks already used by a stored event (with pick time >= ``start`` if given)."""
+        """Ids of picks used by a stored event's preferred origin (with pick time >= ``start`` if given)."""
         where, args = _where([("p.time >= ?", start)])
         with self._lock:
             rows = self._db.execute(
-                f"SELECT a.pick_id FROM arrivals a JOIN picks p ON p.id = a.pick_id{where}", args
+                "SELECT a.pick_id FROM events e JOIN arrivals a ON a.origin_id = e.preferred_origin_id "
+                f"JOIN picks p ON p.id = a.pick_id{where}", args
             ).fetchall()
         return {r[0] for r in rows}
 
-    def _read_event(self, event_id: str) -> Event:
+    def _read_event(self, row: sqlite3.Row) -> Event:
+        o = self._db.execute("SELECT * FROM origins WHERE id=?", (row["preferred_origin_id"],)).fetchone()
+        return Event(*self._read_origin(o), id=row["id"], version=row["version"], status=row["status"],
+                     updated=row["updated"])
+
+    def _read_origin(self, o: sqlite3.Row) -> tuple[Origin, tuple[Arrival, ...], Magnitude | None]:
+        """An origin row's origin (with its uncertainty), arrivals and magnitude."""
         db = self._db
-        o = db.execute("SELECT * FROM origins WHERE event_id=?", (event_id,)).fetchone()
-        origin = Origin(o["time"], o["latitude"], o["longitude"], o["depth_km"], o["rms"], o["method"])
+        uncertainty = None
+        if o["confidence_level"] is not None:
+            uncertainty = OriginUncertainty(*(o[c] for c in UNCERTAINTY_COLUMNS))
+        origin = Origin(o["time"], o["latitude"], o["longitude"], o["depth_km"], o["rms"], o["method"], uncertainty)
         arrivals = tuple(
             Arrival(_pick_from_row(r), r["residual"], r["distance_km"], r["azimuth"])
             for r in db.execute(
                 "SELECT p.*, a.residual, a.distance_km, a.azimuth FROM arrivals a JOIN picks p ON p.id = a.pick_id "
                 "WHERE a.origin_id=? ORDER BY p.time, p.id", (o["id"],))
         )
-        m = db.execute("SELECT * FROM magnitudes WHERE event_id=?", (event_id,)).fetchone()
+        m = db.execute("SELECT * FROM magnitudes WHERE origin_id=?", (o["id"],)).fetchone()
         magnitude = None
         if m is not None:
             smags = tuple(
@@ -360,7 +420,14 @@ class Catalog:
             )
             magnitude = Magnitude(m["type"], m["value"], m["uncertainty"], m["station_count"], m["method"],
                                   m["reason"], smags)
-        return Event(origin, arrivals, magnitude, id=event_id)
+        return origin, arrivals, magnitude
+
+
+def _origin_id(event_id: str, version: int) -> str:
+    """Resource id of an event's origin ``version``: version 1 keeps the event's hash (the ids of
+    catalogs before schema 3), later versions add ``/VERSION``."""
+    base = event_id.replace("/event/", "/origin/")
+    return base if version == 1 else f"{base}/{version}"
 
 
 def _pick_from_row(r: sqlite3.Row) -> Pick:

@@ -3,7 +3,8 @@
 Stations are given as ``NET.STA.LOC -> (lat, lon, elevation_m)`` and projected to km on a
 transverse Mercator plane centred on the network. The velocity model is homogeneous (0D, ``vp``
 and ``vs``) by default, or 1D layered (``layers``, see ``events.velocity``). PyOcto associates;
-each event is then relocated by least squares and its outlying arrivals dropped.
+each event is then relocated by least squares and its outlying arrivals dropped; the origin's
+uncertainty comes from the fit's covariance (``events.uncertainty``).
 
 :func:`associate` runs over a whole span (replay); ``events.live.LiveAssociator`` runs the same
 association over sliding slices of a live feed.
@@ -25,6 +26,7 @@ from pyproj import CRS, Transformer
 from scipy.optimize import least_squares
 
 from eqt_monitor.errors import ConfigError, FieldError
+from eqt_monitor.events.uncertainty import origin_uncertainty
 from eqt_monitor.events.velocity import Layer, TravelTimeTable, layered_travel_times
 from eqt_monitor.records import Arrival, Event, Origin, Pick
 
@@ -222,8 +224,19 @@ class PyOctoLocator:
             arrivals.append(Arrival(pick, float(r), dist_m / 1000.0, az))
         arrivals.sort(key=lambda a: (a.pick.time, a.pick.station, a.pick.phase))
         rms = float(np.sqrt(np.mean(res**2)))
-        origin = Origin(t_ref + float(fit.x[3]), float(lat), float(lon), float(fit.x[2]), rms, self.config.describe())
+        # a depth held at a bound of the search volume is not resolved: no depth error for it
+        uncertainty = origin_uncertainty(self._jacobian([a.pick for a in arrivals], fit.x), arrivals,
+                                         depth_resolved=fit.active_mask[2] == 0)
+        origin = Origin(t_ref + float(fit.x[3]), float(lat), float(lon), float(fit.x[2]), rms, self.config.describe(),
+                        uncertainty)
         return Event(origin, tuple(arrivals)), np.array([*fit.x[:3], origin.time])
+
+    def _jacobian(self, picks: list[Pick], m: np.ndarray, step_km: float = 0.01) -> np.ndarray:
+        """Derivatives of the predicted arrival times of ``picks`` with respect to the origin's
+        ``(x, y, z)`` km (central differences, valid for the 1D tables too) and its time."""
+        columns = [(self.travel_times(picks, *(m[:3] + d)) - self.travel_times(picks, *(m[:3] - d))) / (2 * step_km)
+                   for d in np.eye(3) * step_km]
+        return np.column_stack([*columns, np.ones(len(picks))])
 
     def _enough(self, picks: list[Pick]) -> bool:
         """Whether ``picks`` still meet the configured minimum pick counts."""
