@@ -32,11 +32,12 @@ from eqt_monitor.sources.base import StationLookup
 Fetch = Callable[[Sequence[StationKey], float, float], obspy.Stream]
 
 
-def engine_config(config: MonitorConfig) -> EngineConfig:
-    """The engine settings a ``MonitorConfig`` asks for."""
+def engine_config(config: MonitorConfig, *, early_picks: bool = False) -> EngineConfig:
+    """The engine settings a ``MonitorConfig`` asks for (``early_picks``: also preliminary picks)."""
     m = config.model
     picker = PickerConfig(detection_threshold=m.detection_threshold, p_threshold=m.p_threshold, s_threshold=m.s_threshold)
-    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker, uncertainty=m.mc_dropout > 0)
+    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker, uncertainty=m.mc_dropout > 0,
+                        early_picks=early_picks)
 
 
 def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str, list[StationKey]]:
@@ -89,16 +90,18 @@ class StationPipeline:
 
     ``add`` a raw trace (any order, any record size), then ``process()`` for the output that is
     final so far; ``close()`` at the end of the data. ``on_segment`` sees every segment on its
-    way to the engine (replay counts the data it covers).
+    way to the engine (replay counts the data it covers). ``early_picks``: the engine also makes
+    preliminary picks (the daemon's ``picks: early``).
     """
 
     def __init__(self, config: MonitorConfig, predict_fn: Callable[[np.ndarray], np.ndarray], *,
                  stations: Iterable[StationKey] | None = None,
                  on_station_error: Callable[[StationKey, Exception], None] | None = None,
                  on_segment: Callable[[Segment], None] | None = None,
-                 observer: BufferObserver | None = None) -> None:
+                 observer: BufferObserver | None = None, early_picks: bool = False) -> None:
         self.policy = config.buffer
-        self.engine = Engine(predict_fn, engine_config(config), on_station_error=on_station_error)
+        self.engine = Engine(predict_fn, engine_config(config, early_picks=early_picks),
+                             on_station_error=on_station_error)
         self.buffers: dict[StationKey, StationBuffer] = {}
         self.orientations = {s.key: s.orientation for s in config.stations}  # per station, for its buffer
         self._lookup = StationLookup()

@@ -83,7 +83,7 @@ class Daemon:
         self.pending = PendingWrites(self.writer, self.storage, max_held=settings.max_held)
         self.health = StationHealth([s.key for s in config.stations], config.buffer, settings.silent_after)
         self.pipeline = StationPipeline(config, self._timed(predict_fn), on_station_error=self._station_failed,
-                                        observer=self.health)
+                                        observer=self.health, early_picks=config.picks == "early")
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
         self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
         self._ingests: dict[str, LiveSource] = {}
