@@ -27,7 +27,7 @@ def _warm_worker(ref, batch_size: int) -> int:
     """On a worker: load the model (the per-process cache) and compile every batch shape."""
     from eqt_monitor.cluster.tasks import worker_model
 
-    warm_up(worker_model(ref).predict, batch_size)
+    warm_up(worker_model(ref)[1], batch_size)
     return os.getpid()
 
 

@@ -197,10 +197,14 @@ class CatalogWriter:
 
     def record_run(self, config: MonitorConfig, sources: Iterable[str], settings: dict) -> None:
         """The run record and the stations' coordinates: ``plot`` re-reads the run's sources and
-        re-runs its model with its window step, thresholds and gap policy (:func:`config_of_run`)."""
+        re-runs its model with its window step, thresholds, gap policy and the stations' channel
+        orientations (:func:`config_of_run`)."""
         m = config.model
+        orientation = {str(s.key): {c: list(o) for c, o in sorted(s.orientation.items())}
+                       for s in config.stations if s.orientation}
         pipeline = {"step": m.step, "detection_threshold": m.detection_threshold, "p_threshold": m.p_threshold,
                     "s_threshold": m.s_threshold, "buffer": dataclasses.asdict(config.buffer),
+                    **({"orientation": orientation} if orientation else {}),
                     **({"mc_dropout": m.mc_dropout, "mc_seed": m.mc_seed} if m.mc_dropout else {})}
         self.catalog.set_stations(config.coordinates())
         self.catalog.add_run(Run(started=time.time(), source=",".join(sources), model=self.model,
@@ -209,10 +213,13 @@ class CatalogWriter:
 
 def config_of_run(run: Run | None, stations: Iterable[StationKey]) -> MonitorConfig:
     """The pipeline settings a recorded run used, for ``stations`` (defaults where the record
-    predates them, or without a record)."""
+    predates them, or without a record), with each station's recorded channel orientation."""
     settings = run.settings if run is not None else {}
+    orientation = {key: {c: (float(o[0]), float(o[1])) for c, o in channels.items()}
+                   for key, channels in settings.get("orientation", {}).items()}
     model = ModelConfig(**{k: settings[k] for k in ("step", "detection_threshold", "p_threshold", "s_threshold")
                            if k in settings})
     known = {f.name for f in dataclasses.fields(GapPolicy)}  # a record from another version may differ
     buffer = GapPolicy(**{k: v for k, v in settings.get("buffer", {}).items() if k in known})
-    return MonitorConfig(path=None, stations=[StationConfig(key) for key in stations], model=model, buffer=buffer)
+    return MonitorConfig(path=None, stations=[StationConfig(key, orientation=orientation.get(str(key))) for key in stations],
+                         model=model, buffer=buffer)

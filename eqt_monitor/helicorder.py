@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from obspy import Stream, UTCDateTime  # noqa: E402
 
 from eqt_monitor.records import Event, Pick  # noqa: E402
@@ -42,10 +43,11 @@ def pick_position(time: float, start: float, end: float, interval: float, width:
     return frac * width, lines - int(k) - 0.5
 
 
-def plot_helicorder(stream: Stream, picks: Sequence[Pick], events: Sequence[Event], start: float, end: float,
-                    out: str | Path, *, interval_min: float = 15.0, title: str | None = None) -> Path:
-    """Draw ``stream``'s vertical channel over ``[start, end)`` to ``out`` (PNG) with ``picks`` ticked
-    (P blue, S red) and ``events`` marked at their origin times."""
+def draw_helicorder(stream: Stream, picks: Sequence[Pick], events: Sequence[Event], start: float, end: float, *,
+                    interval_min: float = 15.0, title: str | None = None) -> Figure:
+    """The figure of ``stream``'s vertical channel over ``[start, end)`` with ``picks`` ticked (one
+    ``LineCollection`` per phase, labelled ``"P picks"``/``"S picks"``: P blue, S red) and ``events``
+    marked at their origin times (ObsPy's dayplot events)."""
     z = vertical(stream)
     if not len(z):
         raise ValueError("no vertical-component data to draw")
@@ -59,10 +61,20 @@ def plot_helicorder(stream: Stream, picks: Sequence[Pick], events: Sequence[Even
                                 f"{UTCDateTime(end).strftime('%H:%M')} UTC: picks P blue, S red", show_y_UTC_label=False)
     ax = fig.axes[0]
     width = ax.get_xlim()[1]
-    for pick in picks:
-        if start <= pick.time < end:
-            x, y = pick_position(pick.time, start, end, interval, width)
-            ax.vlines(x, y - 0.45, y + 0.45, color=PHASE_COLOURS.get(pick.phase, "k"), lw=1.2, zorder=5)
+    for phase in sorted({p.phase for p in picks}):
+        places = [pick_position(p.time, start, end, interval, width) for p in picks
+                  if p.phase == phase and start <= p.time < end]
+        if places:
+            xs, ys = zip(*places)
+            ax.vlines(xs, [y - 0.45 for y in ys], [y + 0.45 for y in ys], color=PHASE_COLOURS.get(phase, "k"),
+                      lw=1.2, zorder=5, label=f"{phase} picks")
+    return fig
+
+
+def plot_helicorder(stream: Stream, picks: Sequence[Pick], events: Sequence[Event], start: float, end: float,
+                    out: str | Path, *, interval_min: float = 15.0, title: str | None = None) -> Path:
+    """:func:`draw_helicorder` written to ``out`` (PNG)."""
+    fig = draw_helicorder(stream, picks, events, start, end, interval_min=interval_min, title=title)
     out = Path(out)
     fig.savefig(out, dpi=100)
     plt.close(fig)

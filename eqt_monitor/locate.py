@@ -32,8 +32,9 @@ def read_inventories(paths: Sequence[Path]) -> obspy.Inventory | None:
 
 
 def add_magnitudes(catalog: Catalog, events: Sequence[Event], fetch: Fetch, inventory: obspy.Inventory | None) -> None:
-    """Compute and store ML for each event from its stations' raw waveforms (see ``magnitude``)."""
-    for event in events:
+    """Compute and store ML for each event from its stations' raw waveforms (see ``magnitude``); a
+    rejected event keeps the magnitude it had."""
+    for event in (e for e in events if e.status != "rejected"):
         stations = sorted({a.pick.station for a in event.arrivals})
         stream = fetch(stations, *waveform_span(event)) if inventory is not None else obspy.Stream()
         catalog.set_magnitude(event.id, local_magnitude(event, stream, inventory))

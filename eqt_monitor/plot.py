@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 from obspy import Stream, UTCDateTime  # noqa: E402
 
 from eqt_monitor.config import MonitorConfig  # noqa: E402
+from eqt_monitor.pipeline.buffer import COMPONENT_SLOT, SLOT_NAMES  # noqa: E402
+from eqt_monitor.pipeline.orientation import Rotation  # noqa: E402
 from eqt_monitor.records import Event, ProbabilitySegment, StationKey  # noqa: E402
 
 COMPONENT_COLOURS = {"E": "0.55", "N": "0.35", "Z": "k"}
@@ -58,12 +60,56 @@ def _join(segments: list[ProbabilitySegment]) -> ProbabilitySegment:
     return ProbabilitySegment(segments[0].station, start, arrays["detection"], arrays["p"], arrays["s"], rate)
 
 
+def oriented(traces: Stream, key: StationKey, orientation: Mapping[str, tuple[float, float]] | None) -> Stream:
+    """One station's traces with the horizontals turned to true N/E as the pipeline turns them
+    (``orientation.Rotation`` on the buffer's [E, N, Z] slots), cut to the components' common span and
+    named ``…E``/``…N``/``…Z``; the traces as they are when nothing needs turning."""
+    merged = traces.copy().merge(method=1, fill_value=0)
+    rotation = Rotation(key, orientation)
+    slots = {}
+    for tr in merged:
+        slot = COMPONENT_SLOT.get(tr.stats.channel[-1])
+        if slot is not None and slot not in slots:
+            slots[slot] = tr
+            rotation.saw(slot, tr.stats.channel)
+    if len(slots) < 3 or not rotation.turns:
+        return traces
+    t0 = max(tr.stats.starttime for tr in slots.values())
+    t1 = min(tr.stats.endtime for tr in slots.values())
+    if t1 <= t0:
+        return traces
+    cut = {slot: tr.slice(t0, t1) for slot, tr in slots.items()}
+    n = min(tr.stats.npts for tr in cut.values())
+    rows = rotation.apply(np.column_stack([cut[slot].data[:n].astype(np.float64) for slot in range(3)]))
+    out = Stream()
+    for slot, tr in cut.items():
+        turned = tr.copy()
+        turned.data = rows[:, slot]
+        turned.stats.channel = tr.stats.channel[:-1] + SLOT_NAMES[slot]
+        out += turned
+    return out
+
+
 def plot_event(event: Event, stream: Stream, probabilities: Mapping[StationKey, ProbabilitySegment],
-               out: str | Path, *, distances: Mapping[StationKey, float] | None = None,
-               before: float = 5.0, after: float = 40.0, max_stations: int = 12) -> Path:
-    """Draw ``event`` to ``out`` (PNG): up to ``max_stations`` stations by epicentral distance.
+               out: str | Path, **options) -> Path:
+    """:func:`draw_event` written to ``out`` (PNG); ``options`` go to it."""
+    fig = draw_event(event, stream, probabilities, **options)
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def draw_event(event: Event, stream: Stream, probabilities: Mapping[StationKey, ProbabilitySegment], *,
+               distances: Mapping[StationKey, float] | None = None, before: float = 5.0, after: float = 40.0,
+               max_stations: int = 12,
+               orientations: Mapping[StationKey, Mapping[str, tuple[float, float]] | None] | None = None):
+    """The figure of ``event``: up to ``max_stations`` stations by epicentral distance, each a
+    waveform axes (E, N, Z) over a probability axes.
 
     ``distances`` (km) defaults to the arrivals' distances; time is in seconds after the origin.
+    Stations with an orientation (``orientations``, as the run recorded it) are drawn with their
+    horizontals turned to N/E, as the model saw them (:func:`oriented`).
     """
     if distances is None:
         distances = {a.pick.station: a.distance_km for a in event.arrivals}
@@ -76,7 +122,7 @@ def plot_event(event: Event, stream: Stream, probabilities: Mapping[StationKey, 
     axes = axes[:, 0]
     for i, key in enumerate(stations):
         wave_ax, prob_ax = axes[2 * i], axes[2 * i + 1]
-        _draw_waveforms(wave_ax, _traces(stream, key), t0, before, after)
+        _draw_waveforms(wave_ax, oriented(_traces(stream, key), key, (orientations or {}).get(key)), t0, before, after)
         wave_ax.set_ylabel(f"{key.network}.{key.station}\n{distances[key]:.1f} km", fontsize=8)
         seg = probabilities.get(key)
         if seg is not None:
@@ -97,10 +143,7 @@ def plot_event(event: Event, stream: Stream, probabilities: Mapping[StationKey, 
     fig.suptitle(f"{event.short_id}: {o.latitude:.3f}, {o.longitude:.3f}, {o.depth_km:.1f} km, {ml}, "
                  f"{len(event.arrivals)} arrivals (dashed: P blue, S red)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def stations_by_distance(distances: Mapping[StationKey, float], stream: Stream,

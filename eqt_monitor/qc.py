@@ -144,8 +144,9 @@ def _timing(files: Sequence[Path], start: float, end: float, q: ChannelQuality) 
 
 
 def channel_quality(traces: obspy.Stream, inventory: obspy.Inventory | None, start: float, end: float,
-                    settings: QCSettings, out_dir: Path, files: Sequence[Path] = ()) -> ChannelQuality:
-    """Quality numbers of one channel's ``traces`` over ``[start, end)``, its PPSD PNG in ``out_dir``."""
+                    settings: QCSettings, out_dir: Path | None, files: Sequence[Path] = ()) -> ChannelQuality:
+    """Quality numbers of one channel's ``traces`` over ``[start, end)``; its PPSD PNG in ``out_dir``
+    (none when ``out_dir`` is None: the daemon's scheduled numbers)."""
     first = traces[0]
     seed_id = first.id
     response = None
@@ -164,7 +165,7 @@ def channel_quality(traces: obspy.Stream, inventory: obspy.Inventory | None, sta
     ppsd.add(traces)
     q.segments = len(ppsd.times_processed)
     q.bands = band_levels(ppsd, settings.bands, response is not None)
-    if q.segments:
+    if q.segments and out_dir is not None:
         png = out_dir / f"{seed_id}.ppsd.png"
         ppsd.plot(str(png), show_noise_models=response is not None, show=False)
         q.png = str(png)
@@ -186,13 +187,14 @@ def _files_of(src, key: StationKey, channel: str, start: float, end: float) -> l
 
 
 def station_quality(groups: Mapping[str, Sequence[StationKey]], start: float, end: float,
-                    out_dir: str | Path, *, inventory: obspy.Inventory | None = None,
+                    out_dir: str | Path | None, *, inventory: obspy.Inventory | None = None,
                     settings: QCSettings | None = None) -> dict[str, list[ChannelQuality]]:
     """``NET.STA.LOC -> [ChannelQuality]`` for every channel with data in ``[start, end)`` of the stations
-    of each source URI in ``groups``; PPSD PNGs and ``quality.json`` are written to ``out_dir``."""
+    of each source URI in ``groups``; PPSD PNGs and ``quality.json`` are written to ``out_dir`` (when given)."""
     settings = settings or QCSettings()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, list[ChannelQuality]] = {}
     for uri, stations in groups.items():
         with open_source(uri) as src:
@@ -204,8 +206,9 @@ def station_quality(groups: Mapping[str, Sequence[StationKey]], start: float, en
                     files = _files_of(src, key, seed_id.split(".")[-1], start, end)
                     result.setdefault(key.id, []).append(
                         channel_quality(stream.select(id=seed_id), inventory, start, end, settings, out_dir, files))
-    (out_dir / "quality.json").write_text(json.dumps(
-        {sid: [asdict(q) for q in qs] for sid, qs in sorted(result.items())}, indent=1, sort_keys=True) + "\n")
+    if out_dir is not None:
+        (out_dir / "quality.json").write_text(json.dumps(
+            {sid: [asdict(q) for q in qs] for sid, qs in sorted(result.items())}, indent=1, sort_keys=True) + "\n")
     return result
 
 

@@ -210,12 +210,21 @@ def export_span(catalog: Catalog, config: MonitorConfig, start: float, end: floa
         export_quakeml(catalog, quakeml, start=start, end=end, agency=config.agency)
 
 
+def _between(start: float, end: float) -> str:
+    return f"between {obspy.UTCDateTime(start)} and {obspy.UTCDateTime(end)}"
+
+
+def no_data_error(groups: dict[str, list[StationKey]], start: float, end: float) -> UserError:
+    """The error for a span in which none of the stations of ``groups`` (per source URI) has data."""
+    n = sum(map(len, groups.values()))
+    return UserError(f"no data for any of the {n} station(s) {_between(start, end)} in {', '.join(groups)}")
+
+
 def _report_missing(groups: dict[str, list[StationKey]], has_data: set[StationKey], start: float, end: float) -> None:
     """One warning per station without any data in ``[start, end)``; ``UserError`` when none had any."""
-    span = f"between {obspy.UTCDateTime(start)} and {obspy.UTCDateTime(end)}"
     if not has_data:
-        n = sum(map(len, groups.values()))
-        raise UserError(f"no data for any of the {n} station(s) {span} in {', '.join(groups)}")
+        raise no_data_error(groups, start, end)
+    span = _between(start, end)
     for uri, keys in groups.items():
         for key in keys:
             if key not in has_data:

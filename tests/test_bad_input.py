@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from eqt_monitor.cli import main
+from eqt_monitor.errors import UserError
 from test_config import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,8 @@ CONFIG_CASES = [
                             "    - {top_km: 0, vp: 5.0, vs: 2.9}\n"), "14: association.table_spacing_km: must be in [0.05, 50]"),
     ("pick-fraction-5", (None, BASE + "association:\n  min_pick_fraction: 5\n"), "13: association.min_pick_fraction: must be in [0, 1]"),
     ("zero-fill-huge", (None, BASE + "buffer:\n  zero_fill_max_s: 100000\n"), "13: buffer: gap policy: need 0 <= interpolate_max_s"),
+    ("run-ppsd-longer-than-span", ["run", "--config", "{cfg}", "--quality-span", "60", "--ppsd-length", "120"],
+     "--ppsd-length (120 s) must not exceed --quality-span (60 s)"),
     ("inventory-mseed", (None, BASE + "inventory: data.mseed\n"), "12: inventory: "),
     ("station-inventory-yaml", (None, "stations:\n  - inventory: other.yaml\n"), "2: stations[0].inventory: "),
     ("python-tag", (None, BASE + "agency: !!python/object/apply:os.system [echo hi]\n"), "12: refused: tag 'tag:yaml.org,2002:python/object/apply:os.system' not allowed"),
@@ -195,6 +198,24 @@ def test_replay_of_an_archive_without_data_fails_naming_the_whole_span(workdir, 
             "--weights", str(original_weights), "--no-events", "--no-progress"]
     line = run_cli(capsys, argv)
     assert "no data for any of the 1 station(s) between 2014-05-01T00:00:00.000000Z and 2014-05-01T03:00:00" in line, line
+
+
+
+def test_replay_library_and_command_name_a_span_without_data_alike(workdir, capsys):
+    """The command's check before the model loads and the library's after reading say the same."""
+    import obspy
+
+    from eqt_monitor.config import load_config
+    from eqt_monitor.replay import replay
+
+    cfg = write_config(workdir, (None, BASE))
+    line = run_cli(capsys, ["replay", "--config", str(cfg), "--start", "2014-05-01T00:00", "--end", "2014-05-01T03:00",
+                            "--no-events", "--no-progress"])
+    start, end = obspy.UTCDateTime("2014-05-01T00:00").timestamp, obspy.UTCDateTime("2014-05-01T03:00").timestamp
+    with pytest.raises(UserError) as err:
+        replay(load_config(cfg), start=start, end=end, predict_fn=lambda batch: batch, model_name="none",
+               weights_sha256="none", progress=False)
+    assert str(err.value) in line and "no data for any of the 1 station(s)" in line, (line, str(err.value))
 
 
 def test_plot_of_an_event_whose_data_is_gone_is_one_line(workdir, capsys, original_weights):

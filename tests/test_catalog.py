@@ -173,6 +173,41 @@ def test_uncertainty_version_status_and_update_time_round_trip(tmp_path):
     assert cat.events(updated_after=1700000000.26)[0].updated == 1700000100.0
 
 
+def test_reassociated_span_updates_keeps_history_and_rejects(tmp_path):
+    """``add_events(span=...)``: the same picks change nothing; more picks are the event's next
+    version under its first id (the old origin and its magnitude stay); an event of the span that
+    nothing continues is rejected and its picks are free again."""
+    now = [100.0]
+    cat = Catalog(tmp_path / "c.sqlite", clock=lambda: now[0])
+    extra = [Pick(A, "P", T0 + 20.0, 0.9), Pick(B, "P", T0 + 21.0, 0.9), Pick(A, "S", T0 + 22.0, 0.9)]
+    cat.add_picks(_picks() + extra, model="original", weights_sha256=SHA)
+    picks = cat.picks()
+    first, other = _event(picks[:3]), Event(Origin(T0 + 19.0, 33.2, -115.5, 5.0, None, "test"),
+                                            tuple(Arrival(p, 0.0, 5.0) for p in picks[4:]))
+    (v1, lone) = cat.add_events([first, other])
+    ml = Magnitude("ML", 2.0, None, 1, "test")
+    cat.set_magnitude(v1.id, ml)
+    span = (T0, T0 + 30.0)
+    now[0] = 200.0
+    assert cat.add_events([first, other], span=span) == []  # the same picks: no version, no update time
+    assert [e.version for e in cat.events()] == [1, 1] and cat.events(updated_after=150.0) == []
+    now[0] = 300.0
+    (updated, rejected) = cat.add_events([_event(picks[:4])], span=span)  # a fourth pick came late
+    assert (updated.id, updated.version, updated.status, updated.updated) == (v1.id, 2, "preliminary", 300.0)
+    assert len(updated.arrivals) == 4 and updated.magnitude is None
+    assert (rejected.id, rejected.status, rejected.version, rejected.updated) == (lone.id, "rejected", 1, 300.0)
+    old, new = cat.event_versions(v1.id)
+    assert (old.version, len(old.arrivals), old.magnitude, old.updated) == (1, 3, ml, 100.0) and new == updated
+    assert cat.event(lone.id) == rejected  # rejected, not deleted
+    assert cat.associated_pick_ids() == {p.id for p in picks[:4]}
+    assert [e.id for e in cat.events(updated_after=300.0)] == [v1.id, lone.id]
+    cat.set_magnitude(v1.id, ml)  # the event's magnitude is its preferred origin's
+    assert cat.event(v1.id).magnitude == ml and cat.event_versions(v1.id)[0].magnitude == ml
+    now[0] = 400.0
+    assert cat.add_events([_event(picks[:4])], span=span) == []  # the rejected stays rejected, v2 unchanged
+    assert cat.event(v1.id).version == 2
+
+
 def _v2_rows() -> tuple[list[tuple], list[dict]]:
     picks = [(pick_id(p, SHA), p.station.network, p.station.station, p.station.location, p.station.channel_prefix,
               p.phase, p.time, round(p.time * 100), p.probability, p.snr, p.amplitude, "original", SHA, None, None)

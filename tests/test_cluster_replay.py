@@ -246,3 +246,34 @@ def test_salton_sea_events_equal_serial_and_blocks_commit_once(shared, model, sc
         again = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
                                   chunk_s=60.0, progress=False, association_block_s=60.0)
         assert again.skipped == again.chunks and again.events == 0 and event_rows(catalog) == blocks
+
+
+@pytest.mark.slow
+def test_mc_dropout_on_the_cluster_equals_the_serial_mc_replay(shared, original_weights, scheduler, tmp_path):
+    """``model.mc_dropout: 5`` (seed 3) on chile 00:30-00:45 (the quake at 00:38), 6 tasks of 300 s on the
+    scheduler's two workers: the same picks as the serial Monte-Carlo replay, with the same spreads."""
+    import dataclasses
+
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.cluster.client import replay_on_cluster
+    from eqt_monitor.cluster.tasks import ModelRef
+    from eqt_monitor.model.load import load_predictor
+    from eqt_monitor.replay import replay
+
+    base = load_config(ROOT / "stations.yaml")
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, mc_dropout=5, mc_seed=3))
+    start, end = T("2014-05-01T00:30"), T("2014-05-01T00:45")
+    loaded, predict = load_predictor("original", original_weights, mc_dropout=5, seed=3)
+    _, serial, _ = replay(config, start=start, end=end, predict_fn=predict, model_name="original",
+                          weights_sha256=loaded.weights_sha256, progress=False)
+    assert len(serial) > 10 and all(p.probability_std is not None and p.time_uncertainty for p in serial)
+    ref = ModelRef("original", str(original_weights), loaded.weights_sha256, mc_dropout=5, mc_seed=3)
+    with Catalog(tmp_path / "mc.sqlite") as catalog:
+        summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
+                                    chunk_s=300.0, progress=False, locate=False)
+        assert summary.chunks == 6 and not summary.failed
+        got = catalog.picks()
+    assert_same_picks(got, serial)
+    key = lambda p: (p.station, p.phase, p.time)  # noqa: E731
+    for a, b in zip(sorted(got, key=key), sorted(serial, key=key)):
+        assert a.time_uncertainty == b.time_uncertainty and abs(a.probability_std - b.probability_std) <= 1e-5

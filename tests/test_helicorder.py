@@ -47,3 +47,51 @@ def test_helicorder_png_with_picks(sds, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "eqt_monitor.cli", "plot", "--helicorder", "CX", "--day", "2014-05-01",
                           "--db", str(db), "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("expected NET.STA, got 'CX'")
+
+
+@pytest.mark.slow
+def test_helicorder_ticks_equal_the_replayed_catalog(sds, original_weights, tmp_path):
+    """A real replay of CX.PB01 (00:00-02:00, with the M~4 at 00:38) into a catalog: the drawn ticks
+    are the catalog's picks of the span, phase by phase (counted in SQL) and each at its pick's time."""
+    import sqlite3
+
+    import numpy as np
+
+    from eqt_monitor.config import MonitorConfig, StationConfig
+    from eqt_monitor.driver import read_span
+    from eqt_monitor.helicorder import PHASE_COLOURS, draw_helicorder
+    from eqt_monitor.model.load import load_model
+    from eqt_monitor.replay import replay_into_catalog
+
+    start, end = T0, T0 + 7200.0
+    model = load_model("original", original_weights)
+    db = tmp_path / "catalog.sqlite"
+    config = MonitorConfig(path=None, stations=[StationConfig(PB01)], sources=[f"sds://{sds}"])
+    with Catalog(db) as catalog:
+        replay_into_catalog(config, catalog, start=start, end=end, predict_fn=model.predict, model_name="original",
+                            weights_sha256=model.weights_sha256, locate=False, progress=False)
+        picks = catalog.picks(start, end, stations=[PB01])
+    with sqlite3.connect(db) as con:
+        counted = dict(con.execute("SELECT phase, COUNT(*) FROM picks WHERE station = 'PB01' AND time >= ? "
+                                   "AND time < ? GROUP BY phase", (start, end)).fetchall())
+        times = {ph: sorted(t for (t,) in con.execute("SELECT time FROM picks WHERE phase = ? AND time >= ? AND "
+                                                        "time < ?", (ph, start, end))) for ph in counted}
+    assert counted.get("P", 0) > 10 and counted.get("S", 0) > 10, counted
+
+    fig = draw_helicorder(read_span([f"sds://{sds}"], [PB01], start, end), picks, [], start, end)
+    ax = fig.axes[0]
+    ticks = {c.get_label().split()[0]: c for c in ax.collections if c.get_label().endswith(" picks")}
+    assert {ph: len(c.get_segments()) for ph, c in ticks.items()} == counted
+    width, lines = ax.get_xlim()[1], 8  # 2 h of 15 min lines
+    for phase, collection in ticks.items():
+        assert tuple(collection.get_colors()[0][:3]) == pytest.approx(_rgb(PHASE_COLOURS[phase]))
+        # back from (x, line) to a time: line 0 is the top one, x spans the line's 900 s
+        drawn = sorted(start + (lines - 0.5 - seg[:, 1].mean()) * 900.0 + seg[0, 0] / width * 900.0
+                       for seg in collection.get_segments())
+        assert np.allclose(drawn, times[phase], atol=1e-3), phase
+
+
+def _rgb(name: str) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(name)

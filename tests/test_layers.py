@@ -2,9 +2,11 @@
 in pyproject.toml passes, and a wrong import would fail it."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,32 @@ def test_a_stage_importing_the_live_metrics_is_caught(tmp_path):
     result = _lint(copy)
     assert result.returncode != 0
     assert "eqt_monitor.pipeline.picker -> eqt_monitor.live.metrics" in result.stdout
+
+
+def _design_layer_rows() -> list[str]:
+    """The package/module cells of docs/DESIGN.md's layer table, top row first."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text()
+    return [line.split("|")[2] for line in text.splitlines() if re.match(r"\| \d+ \| `", line)]
+
+
+def _cell_name(module: str) -> str:
+    """How the layer table names ``eqt_monitor.X``: ``X/`` for a package, ``X.py`` for a module."""
+    name = module.removeprefix("eqt_monitor.")
+    return f"`{name}/`" if (ROOT / "eqt_monitor" / name).is_dir() else f"`{name}.py`"
+
+
+def test_the_design_layer_table_is_the_contract():
+    """Every module of a layer of the import-linter contract is in one row of DESIGN's table, the
+    modules of one layer in the same row, and the rows in the contract's order."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        contracts = tomllib.load(f)["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
+    rows = _design_layer_rows()
+    last = -1
+    for layer in layers:
+        names = [_cell_name(m.strip()) for m in layer.split("|")]
+        found = {name: [i for i, row in enumerate(rows) if name in row] for name in names}
+        assert all(len(at) == 1 for at in found.values()), f"DESIGN's layer table: {found}"
+        at = {i for (i,) in found.values()}
+        assert len(at) == 1 and min(at) >= last, f"DESIGN's layer table puts {layer!r} in rows {at}"
+        last = min(at)

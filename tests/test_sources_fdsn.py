@@ -10,6 +10,8 @@ import pytest
 from segments import iter_segments
 from eqt_monitor.records import StationKey
 from eqt_monitor.sources import SourceError, open_source
+from eqt_monitor.sources.base import LiveOptions
+from eqt_monitor.sources.fdsn import LiveFDSN
 from fdsn_server import build_index, dataselect_server, fix_latest_offsets, free_port
 
 CHILE = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB02", "", "HH")]
@@ -75,3 +77,67 @@ def test_unreachable_server_is_a_one_line_error():
     with pytest.raises(SourceError, match=uri.replace(".", r"\.")) as err:
         open_source(uri).get_waveforms(CHILE, START, END)
     assert "\n" not in str(err.value)
+
+
+# polling (LiveFDSN) against the same real server
+SIX = obspy.UTCDateTime("2014-05-01T06:00:00").timestamp
+
+
+def polled(address: str, keys, begin: float, tmp_path):
+    """A ``LiveFDSN`` on ``address`` from ``begin`` and the list its traces are handed to."""
+    got: list[obspy.Trace] = []
+    live = LiveFDSN(f"fdsn://{address}", keys, lambda trace, arrived: got.append(trace),
+                    LiveOptions(tmp_path, begin=begin), {})
+    return live, got
+
+
+def assert_delivered_once(got, expected: obspy.Stream) -> None:
+    """``got`` holds every sample of ``expected`` once: one gap-free trace per channel, same samples."""
+    delivered = obspy.Stream([tr.copy() for tr in got]).merge(method=-1).sort()
+    expected = expected.copy().merge(method=-1).sort()
+    assert sorted({tr.id for tr in delivered}) == [tr.id for tr in expected]
+    for b in expected:
+        pieces = delivered.select(id=b.id)
+        assert len(pieces) == 1, f"{b.id}: {len(pieces) - 1} gap(s) in what was delivered"
+        a = pieces[0]
+        assert (a.stats.starttime, a.stats.npts) == (b.stats.starttime, b.stats.npts), a.id
+        assert sum(tr.stats.npts for tr in got if tr.id == b.id) == b.stats.npts, f"{b.id}: samples delivered twice"
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_polling_goes_on_for_the_others_when_a_station_has_no_data(shared, chile_server, tmp_path):
+    """A station the server has nothing for (offline) must not stop the others' polls: each poll
+    delivers the two served stations' new half hour, past the first hour too."""
+    offline = StationKey("CX", "PB99", "", "HH")
+    live, got = polled(chile_server, CHILE + [offline], SIX, tmp_path)
+    for n in (1, 2, 3):
+        before = len(got)
+        live.poll(now=SIX + n * 1800)
+        assert {tr.stats.station for tr in got[before:]} == {"PB01", "PB02"}, f"poll {n}"
+    sds = open_source(f"sds://{shared / 'data/chile_2014/sds'}")
+    assert_delivered_once(got, sds.get_waveforms(CHILE, SIX, SIX + 3 * 1800))
+    assert SIX + 3600 < live.positions()[offline] < SIX + 3 * 1800, "the silent station moved on, behind now"
+
+
+def test_polling_fetches_a_channel_that_arrives_later_than_its_siblings(shared, tmp_path):
+    """PB01's HHN reaches the server only up to 06:05 by the first poll (06:10) and in full by the
+    second (06:20): its 06:05-06:10 is fetched by the second poll, nothing is delivered twice."""
+    day = shared / "data/chile_2014/sds/2014/CX/PB01"
+    full = {c: obspy.read(str(day / f"HH{c}.D/CX.PB01..HH{c}.D.2014.121"),
+                          starttime=obspy.UTCDateTime(SIX - 60), endtime=obspy.UTCDateTime(SIX + 1260))
+            for c in "ZNE"}
+    files = {c: tmp_path / f"PB01.HH{c}.mseed" for c in "ZNE"}
+    for c, stream in full.items():
+        stream.slice(endtime=obspy.UTCDateTime(SIX + 300) if c == "N" else None).write(str(files[c]), format="MSEED")
+    db = tmp_path / "index.sqlite"
+    build_index(sorted(files.values()), db)
+    with dataselect_server(db, tmp_path) as address:
+        live, got = polled(address, CHILE[:1], SIX, tmp_path)
+        live.poll(now=SIX + 600)
+        assert {tr.stats.channel for tr in got} == {"HHZ", "HHN", "HHE"}
+        full["N"].write(str(files["N"]), format="MSEED")
+        build_index([files["N"]], db)
+        live.poll(now=SIX + 1200)
+    span = obspy.Stream([tr for s in full.values() for tr in s]).trim(obspy.UTCDateTime(SIX), obspy.UTCDateTime(SIX + 1200),
+                                                                            nearest_sample=False)
+    assert_delivered_once(got, span)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -154,6 +155,33 @@ def test_inventory_from_a_station_service_equals_the_local_file_and_outlives_the
     assert "\n" not in message and uri in message and "no cached copy" in message, message
 
 
+
+@pytest.mark.parametrize("sidecar", ["missing", "corrupt"])
+def test_a_cached_inventory_without_a_usable_sidecar_is_still_used_when_the_service_is_down(
+        inventory, tmp_path, caplog, sidecar):
+    """The sidecar only says when the copy was fetched: without it (lost, or cut short by a crash)
+    the StationXML's own mtime says it, and start-up does not fail while the service is down."""
+    from eqt_monitor.sources.stationservice import cache_paths, fetch_inventory
+
+    server = _serve(inventory)
+    uri = f"fdsn://127.0.0.1:{server.server_address[1]}?network=CI&station={','.join(STATIONS)}"
+    try:
+        xml = fetch_inventory(uri, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (xml, xml.with_suffix(".json")) == cache_paths(uri, tmp_path) and xml.with_suffix(".json").is_file()
+    if sidecar == "missing":
+        xml.with_suffix(".json").unlink()
+    else:
+        xml.with_suffix(".json").write_text('{"uri": ')
+    when = obspy.UTCDateTime("2026-01-02T03:04:05").timestamp
+    os.utime(xml, (when, when))
+    with caplog.at_level(logging.WARNING):
+        assert fetch_inventory(uri, tmp_path) == xml
+    assert "using the copy fetched 2026-01-02T03:04:05" in caplog.text, caplog.text
+
+
 def _rotate(salton: Path, inventory: obspy.Inventory, folder: Path, azimuths: bool) -> Path:
     """The stations' data with N/E turned into HH1/HH2 at 30°/120° (miniSEED) and their StationXML
     (with those azimuths, or none); returns the config."""
@@ -211,3 +239,56 @@ def test_horizontals_without_azimuths_are_used_as_they_are_with_one_warning_per_
     warned = [r.getMessage() for r in caplog.records if "azimuth" in r.getMessage()]
     assert sorted(warned) == sorted(f"station CI.{s}..HH?: no azimuth/dip for HH1 and HH2 in the inventory: using 1 "
                                     "as N and 2 as E, unrotated" for s in STATIONS)
+
+
+def test_plot_shows_the_rotated_horizontals_as_the_pipeline_turned_them(salton, inventory, model, tmp_path):
+    """The rotated replay records each station's orientation; ``plot``'s re-run and drawing take it
+    from the run record: the drawn N/E traces are the true north/east data, not HH1/HH2, and the
+    re-run's probabilities are the unrotated data's."""
+    from matplotlib.colors import to_rgba
+    from obspy.signal.cross_correlation import correlate
+
+    from eqt_monitor.driver import config_of_run
+    from eqt_monitor.plot import COMPONENT_COLOURS, draw_event, model_probabilities
+    from eqt_monitor.records import Arrival, Event, Origin
+    from eqt_monitor.replay import replay_into_catalog
+
+    config = load_config(_rotate(salton, inventory, tmp_path, azimuths=True))
+    with Catalog(tmp_path / "catalog.sqlite") as catalog:
+        replay_into_catalog(config, catalog, start=START, end=END, predict_fn=model.predict, model_name="original",
+                            weights_sha256=model.weights_sha256, locate=False, progress=False)
+        run, picks = catalog.last_run(), catalog.picks()
+    keys = [s.key for s in config.stations]
+    recorded = config_of_run(run, keys)
+    assert [s.orientation for s in recorded.stations] == [s.orientation for s in config.stations]
+    assert all(s.orientation["HH2"] == (ANGLE + 90.0, 0.0) for s in recorded.stations)
+
+    rotated = obspy.read(str(tmp_path / "rotated.mseed"))
+    truth = obspy.Stream()
+    for sta in STATIONS:
+        truth += obspy.read(str(next((salton / "mseed").glob(f"CI.{sta}.*.mseed"))))
+    truth.merge(method=1)
+    turned = model_probabilities(rotated, model.predict, recorded)
+    plain = model_probabilities(truth, model.predict, config_of_run(None, keys))
+    for key in keys:
+        assert np.abs(turned[key].p - plain[key].p).max() < 0.01 and np.abs(turned[key].s - plain[key].s).max() < 0.01
+
+    pick = next(p for p in picks if p.phase == "S")  # one pick's station, drawn around it
+    event = Event(Origin(pick.time - 8.0, 33.0, -115.6, 8.0, None, "test"), (Arrival(pick, 0.0, 10.0),))
+    fig = draw_event(event, rotated, turned, orientations={s.key: s.orientation for s in recorded.stations})
+    wave = fig.axes[0]
+    drawn = {c: next(line for line in wave.get_lines() if to_rgba(line.get_color()) == to_rgba(COMPONENT_COLOURS[c]))
+             for c in "NE"}
+    t0 = obspy.UTCDateTime(event.origin.time)
+    for comp, raw in (("N", "HH1"), ("E", "HH2")):
+        y = drawn[comp].get_ydata()
+        true = truth.select(station=pick.station.station, channel=f"HH{comp}")[0].copy()
+        unturned = rotated.select(station=pick.station.station, channel=raw)[0].copy()
+        scores = []
+        for tr in (true, unturned):
+            tr.data = tr.data.astype(np.float64)
+            tr.trim(t0 - 15, t0 + 50).detrend("demean").filter("bandpass", freqmin=1.0, freqmax=45.0)
+            tr.trim(t0 - 5, t0 + 40)
+            n = min(len(y), tr.stats.npts)
+            scores.append(float(correlate(y[:n], tr.data[:n], 0)[0]))
+        assert scores[0] > 0.999 and scores[1] < 0.99, (comp, scores)

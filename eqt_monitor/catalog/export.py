@@ -1,7 +1,8 @@
 """Catalog export: QuakeML 1.2 (through ``obspy.core.event``), an events CSV, EQTransformer's picks CSV.
 
 Every output is a function of the catalog's content only (no clock, no random ids), so exporting
-an unchanged catalog again gives a byte-identical file.
+an unchanged catalog again gives a byte-identical file. (QuakeML's origin creation times are the
+catalog's own record of when it stored each origin.)
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from pathlib import Path
 from obspy import UTCDateTime
 from obspy.core import event as qml
 
-from eqt_monitor.catalog.ids import ID_PREFIX
+from eqt_monitor.catalog.ids import ID_PREFIX, magnitude_id, origin_id
 from eqt_monitor.catalog.store import Catalog
-from eqt_monitor.records import Event, Origin, OriginUncertainty, Pick, StationKey
+from eqt_monitor.records import Arrival, Event, Origin, OriginUncertainty, Pick, StationKey
 
 NAMESPACE = "https://github.com/eqt-monitor/eqt-monitor/xmlns/1.0"  # our QuakeML extras (pick probability, snr)
 AGENCY = "eqt-monitor"
@@ -42,7 +43,7 @@ FORMATS = ("quakeml", "csv", "eqt-csv")
 
 
 def _authors(catalog: Catalog, events: list[Event]) -> dict[str, str]:
-    """``pick id -> "model weights_sha256"`` for every arrival of ``events``."""
+    """``pick id -> "model weights_sha256"`` for every arrival of ``events`` (all their versions)."""
     sources = catalog.pick_sources(a.pick_id for e in events for a in e.arrivals)
     return {pid: f"{model} {sha}" for pid, (model, sha) in sources.items()}
 
@@ -60,57 +61,38 @@ def to_obspy(catalog: Catalog, start: float | None = None, end: float | None = N
              agency: str = AGENCY) -> qml.Catalog:
     """The events with origin time in ``[start, end)`` as an ObsPy ``Catalog`` (QuakeML 1.2 content)."""
     events = catalog.events(start, end)
-    authors = _authors(catalog, events)
+    histories = [catalog.event_versions(e.id) if e.version > 1 else [e] for e in events]
+    authors = _authors(catalog, [v for history in histories for v in history])
     span = f"{start if start is not None else ''}-{end if end is not None else ''}"
     digest = hashlib.sha256("|".join([span] + [e.id for e in events]).encode()).hexdigest()[:20]
     out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"),
                       description=f"eqt-monitor catalog {span}")
     out.creation_info = qml.CreationInfo(agency_id=agency)
-    for event in events:
-        out.events.append(_event(event, authors, agency))
+    for history in histories:
+        out.events.append(_event(history, authors, agency))
     return out
 
 
-def _event(event: Event, authors: dict[str, str], agency: str) -> qml.Event:
+def _event(history: list[Event], authors: dict[str, str], agency: str) -> qml.Event:
+    """An event with every origin it had (``history``: its versions, oldest first); the preferred
+    origin is the latest. A rejected event is "not existing", its preferred origin "rejected"."""
+    event = history[-1]
     author = " / ".join(sorted({authors[a.pick_id] for a in event.arrivals}))
     info = qml.CreationInfo(agency_id=agency, author=author)
-    o = event.origin
-    origin_id = event.id.replace("/event/", "/origin/")
-    picks, arrivals = [], []
-    for i, a in enumerate(event.arrivals):
-        p = a.pick
-        pick = qml.Pick(resource_id=qml.ResourceIdentifier(a.pick_id), time=UTCDateTime(p.time),
-                        waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
-                        time_errors=qml.QuantityError(uncertainty=p.time_uncertainty),
-                        method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{authors[a.pick_id].split()[0]}"),
-                        creation_info=qml.CreationInfo(agency_id=agency, author=authors[a.pick_id]))
-        pick.extra = _extra(probability=round(p.probability, 4),
-                            probability_std=None if p.probability_std is None else round(p.probability_std, 4),
-                            snr_db=None if p.snr is None else round(p.snr, 2),
-                            amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
-        picks.append(pick)
-        arrivals.append(qml.Arrival(
-            resource_id=qml.ResourceIdentifier(f"{origin_id}/arrival/{i}"), pick_id=pick.resource_id,
-            phase=p.phase, time_residual=round(a.residual, 4), distance=round(a.distance_km / KM_PER_DEGREE, 6),
-            azimuth=None if a.azimuth is None else round(a.azimuth, 2)))
-    stations = {a.pick.station for a in event.arrivals}
-    origin = qml.Origin(
-        resource_id=qml.ResourceIdentifier(origin_id), time=UTCDateTime(o.time), latitude=round(o.latitude, 5),
-        longitude=round(o.longitude, 5), depth=round(o.depth_km * 1000.0, 1), depth_type="from location",
-        method_id=qml.ResourceIdentifier(LOCATOR_ID), evaluation_mode="automatic", arrivals=arrivals,
-        quality=qml.OriginQuality(standard_error=None if o.rms is None else round(o.rms, 4),
-                                  used_phase_count=len(arrivals), associated_phase_count=len(arrivals),
-                                  used_station_count=len(stations), associated_station_count=len(stations)),
-        comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{origin_id}/comment/method"), text=o.method)],
-        creation_info=info)
-    if o.uncertainty is not None:
-        _add_uncertainty(origin, o)
-    out = qml.Event(resource_id=qml.ResourceIdentifier(event.id), event_type="earthquake",
-                    event_type_certainty="suspected", picks=picks, origins=[origin], creation_info=info)
+    picks: dict[str, qml.Pick] = {}
+    origins = [_origin(version, picks, authors, agency) for version in history]
+    rejected = event.status == "rejected"
+    if rejected:
+        origins[-1].evaluation_status = "rejected"
+    out = qml.Event(resource_id=qml.ResourceIdentifier(event.id),
+                    event_type="not existing" if rejected else "earthquake",
+                    event_type_certainty="suspected", picks=list(picks.values()), origins=origins,
+                    creation_info=info)
+    origin = origins[-1]
     out.preferred_origin_id = origin.resource_id
     m = event.magnitude
     if m is not None and m.value is not None:
-        mag_id = f"{ID_PREFIX}/magnitude/{event.short_id}/{m.type}"
+        mag_id = magnitude_id(origin.resource_id.id, m.type)
         contributions = []
         for s in m.station_magnitudes:
             base = f"{mag_id}/{s.station.id}"
@@ -166,6 +148,54 @@ def _uncertainty_columns(u: OriginUncertainty | None) -> list:
     return [f"{u.confidence_level:g}", f"{u.horizontal_km:.3f}", f"{u.min_horizontal_km:.3f}",
             f"{u.azimuth_max_horizontal:.1f}", _num(u.depth_km, 3), f"{u.time_s:.3f}", f"{u.azimuthal_gap:.1f}",
             f"{u.minimum_distance_km:.2f}"]
+
+
+def _origin(version: Event, picks: dict[str, qml.Pick], authors: dict[str, str], agency: str) -> qml.Origin:
+    """The QuakeML origin of one version of an event (its creation info: the version and the time the
+    catalog stored it), adding the picks it uses to ``picks``."""
+    o = version.origin
+    oid = origin_id(version.id, version.version)
+    arrivals = []
+    for i, a in enumerate(version.arrivals):
+        if a.pick_id not in picks:
+            picks[a.pick_id] = _pick(a.pick, authors[a.pick_id], agency)
+        arrivals.append(_arrival(a, i, oid))
+    stations = {a.pick.station for a in version.arrivals}
+    author = " / ".join(sorted({authors[a.pick_id] for a in version.arrivals}))
+    created = None if version.updated is None else UTCDateTime(version.updated)
+    origin = qml.Origin(
+        resource_id=qml.ResourceIdentifier(oid), time=UTCDateTime(o.time), latitude=round(o.latitude, 5),
+        longitude=round(o.longitude, 5), depth=round(o.depth_km * 1000.0, 1), depth_type="from location",
+        method_id=qml.ResourceIdentifier(LOCATOR_ID), evaluation_mode="automatic", arrivals=arrivals,
+        quality=qml.OriginQuality(standard_error=None if o.rms is None else round(o.rms, 4),
+                                  used_phase_count=len(arrivals), associated_phase_count=len(arrivals),
+                                  used_station_count=len(stations), associated_station_count=len(stations)),
+        comments=[qml.Comment(resource_id=qml.ResourceIdentifier(f"{oid}/comment/method"), text=o.method)],
+        creation_info=qml.CreationInfo(agency_id=agency, author=author, version=str(version.version),
+                                       creation_time=created))
+    if o.uncertainty is not None:
+        _add_uncertainty(origin, o)
+    return origin
+
+
+def _pick(p: Pick, author: str, agency: str) -> qml.Pick:
+    pick = qml.Pick(resource_id=qml.ResourceIdentifier(p.id), time=UTCDateTime(p.time),
+                    waveform_id=_waveform_id(p.station), phase_hint=p.phase, evaluation_mode="automatic",
+                    time_errors=qml.QuantityError(uncertainty=p.time_uncertainty),
+                    method_id=qml.ResourceIdentifier(f"{ID_PREFIX}/picker/{author.split()[0]}"),
+                    creation_info=qml.CreationInfo(agency_id=agency, author=author))
+    pick.extra = _extra(probability=round(p.probability, 4),
+                        probability_std=None if p.probability_std is None else round(p.probability_std, 4),
+                        snr_db=None if p.snr is None else round(p.snr, 2),
+                        amplitude_counts=None if p.amplitude is None else round(p.amplitude, 3))
+    return pick
+
+
+def _arrival(a: Arrival, i: int, oid: str) -> qml.Arrival:
+    return qml.Arrival(
+        resource_id=qml.ResourceIdentifier(f"{oid}/arrival/{i}"), pick_id=qml.ResourceIdentifier(a.pick_id),
+        phase=a.pick.phase, time_residual=round(a.residual, 4), distance=round(a.distance_km / KM_PER_DEGREE, 6),
+        azimuth=None if a.azimuth is None else round(a.azimuth, 2))
 
 
 def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None,

@@ -29,3 +29,15 @@ def detection_id(det: Detection, weights_sha256: str) -> str:
     """Resource id of a detection: station, start and end to 10 ms, and the weights."""
     cs = centiseconds
     return f"{ID_PREFIX}/detection/{digest(det.station.id, cs(det.start), cs(det.end), weights_sha256)}"
+
+
+def origin_id(event_id: str, version: int) -> str:
+    """Resource id of an event's origin ``version``: version 1 keeps the event's hash (the ids of
+    catalogs before schema 3), later versions add ``/VERSION``."""
+    base = event_id.replace("/event/", "/origin/")
+    return base if version == 1 else f"{base}/{version}"
+
+
+def magnitude_id(origin_id: str, magnitude_type: str) -> str:
+    """Resource id of an origin's magnitude: ``magnitude/<origin id after origin/>/<type>``."""
+    return f"{ID_PREFIX}/magnitude/{origin_id.split('/origin/', 1)[1]}/{magnitude_type}"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, replace
 from pathlib import Path
 
-from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, pick_id
+from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, magnitude_id, origin_id, pick_id
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
@@ -253,23 +253,89 @@ class Catalog:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def add_events(self, events: Iterable[Event], *, state: Mapping[str, str] | None = None) -> list[Event]:
-        """Store located events (and ``state`` entries) in one transaction; returns the events that were new.
+    def add_events(self, events: Iterable[Event], *, state: Mapping[str, str] | None = None,
+                   span: tuple[float, float] | None = None) -> list[Event]:
+        """Store located events (and ``state`` entries) in one transaction; returns the events it changed.
 
         Arrivals refer to stored picks by the id each pick carries (``Pick.id``; a pick without one,
-        or one not stored, is a ``ValueError`` and nothing is written). An event's id is a hash
-        of its arrivals' pick ids. An event is not stored again when its id exists, nor when half or
-        more of its picks already belong to a stored event, so re-associating a span adds nothing.
+        or one not stored, is a ``ValueError`` and nothing is written). A new event's id is a hash
+        of its arrivals' pick ids; it keeps that id in every later version.
+
+        Without ``span``: an event is not stored again when its id exists, nor when half or more of
+        its picks already belong to a stored event, so re-associating a span adds nothing; returns
+        the new events.
+
+        With ``span=(start, end)`` the events are a re-association of every origin in ``[start, end)``
+        (late picks came in). An event whose exact pick set a stored event already has changes
+        nothing; one that shares half or more of its own picks, or of the stored event's, with the
+        stored event sharing most becomes that event's next version (a new preferred origin, version + 1, ``updated`` now; the old origin
+        stays in its history); any other is new. A stored event with origin time in the span that
+        none of them continues is marked ``rejected`` (never deleted). Returns the new, updated and
+        rejected events.
         """
-        added: list[Event] = []
         with self._transaction() as db:
-            for event in events:
-                stored = self._insert_event(db, event)
-                if stored is not None:
-                    added.append(stored)
+            if span is None:
+                changed = [e for e in (self._insert_event(db, event) for event in events) if e is not None]
+            else:
+                changed = self._reassociate(db, list(events), span)
             for key, value in (state or {}).items():
                 db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-        return added
+        return changed
+
+    def _reassociate(self, db: sqlite3.Connection, events: list[Event], span: tuple[float, float]) -> list[Event]:
+        now = self.clock()
+        continued: set[str] = set()  # stored events one of ``events`` is (a version of)
+        changed: list[str] = []
+        for event in events:
+            arrivals = list(event.arrivals)
+            self._check_picks_stored(db, arrivals)
+            ids = sorted({a.pick_id for a in arrivals})
+            owner = self._owner(db, ids, continued)
+            if owner is not None and owner[1] == owner[2] == len(ids):  # the same picks: nothing changed
+                continued.add(owner[0])
+                continue
+            if owner is not None and 2 * owner[1] >= min(len(ids), owner[2]):  # half of either's picks
+                event_id = owner[0]
+            else:
+                event_id = f"{ID_PREFIX}/event/{digest(*ids)}"
+                if not db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
+                    self._create_event(db, event_id, event, arrivals)  # new: nothing to continue
+                    continued.add(event_id)
+                    changed.append(event_id)
+                    continue
+            self._add_version(db, event_id, event.origin, arrivals, event.magnitude, now)
+            continued.add(event_id)
+            changed.append(event_id)
+        for row in db.execute("SELECT id FROM events WHERE status != 'rejected' AND time >= ? AND time < ? "
+                              "ORDER BY time, id", span).fetchall():
+            if row["id"] not in continued:
+                db.execute("UPDATE events SET status='rejected', updated=? WHERE id=?", (now, row["id"]))
+                changed.append(row["id"])
+        rows = {r["id"]: r for r in (db.execute("SELECT * FROM events WHERE id=?", (i,)).fetchone() for i in changed)}
+        return [self._read_event(rows[i]) for i in changed]
+
+    @staticmethod
+    def _owner(db: sqlite3.Connection, ids: list[str], skip: set[str]) -> tuple[str, int, int] | None:
+        """The stored, not rejected event whose preferred origin shares most of the picks ``ids`` (ties:
+        the smaller id), other than those in ``skip``: (id, picks shared, its pick count)."""
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(
+            "SELECT e.id, count(*) AS shared, (SELECT count(*) FROM arrivals x WHERE x.origin_id = e.preferred_origin_id) "
+            "AS n FROM events e JOIN arrivals a ON a.origin_id = e.preferred_origin_id "
+            f"WHERE e.status != 'rejected' AND a.pick_id IN ({marks}) GROUP BY e.id ORDER BY shared DESC, e.id", ids
+        ).fetchall()
+        return next(((r["id"], r["shared"], r["n"]) for r in rows if r["id"] not in skip), None)
+
+    def _add_version(self, db: sqlite3.Connection, event_id: str, origin: Origin, arrivals: list[Arrival],
+                     magnitude: Magnitude | None, now: float) -> None:
+        """Give a stored event its next version: a new preferred origin (the old ones stay)."""
+        version = db.execute("SELECT max(version) FROM origins WHERE event_id=?", (event_id,)).fetchone()[0] + 1
+        oid = origin_id(event_id, version)
+        self._write_origin(db, event_id, oid, version, now, origin, arrivals, magnitude)
+        db.execute("UPDATE events SET time=?, preferred_origin_id=?, version=?, status='preliminary', updated=? "
+                   "WHERE id=?", (origin.time, oid, version, now, event_id))
 
     @staticmethod
     def _check_picks_stored(db: sqlite3.Connection, arrivals: list[Arrival]) -> None:
@@ -285,36 +351,41 @@ class Catalog:
         arrivals = list(event.arrivals)
         self._check_picks_stored(db, arrivals)
         ids = sorted({a.pick_id for a in arrivals})
-        content = digest(*ids)
-        event_id = f"{ID_PREFIX}/event/{content}"
+        event_id = f"{ID_PREFIX}/event/{digest(*ids)}"
         if db.execute("SELECT 1 FROM events WHERE id=?", (event_id,)).fetchone():
             return None
         marks = ",".join("?" * len(ids))
-        taken = db.execute(f"SELECT count(DISTINCT pick_id) FROM arrivals WHERE pick_id IN ({marks})", ids).fetchone()[0]
+        taken = db.execute("SELECT count(DISTINCT a.pick_id) FROM events e JOIN arrivals a ON a.origin_id = "
+                           f"e.preferred_origin_id WHERE e.status != 'rejected' AND a.pick_id IN ({marks})",
+                           ids).fetchone()[0]
         if ids and 2 * taken >= len(ids):
             return None
+        return self._create_event(db, event_id, event, arrivals)
+
+    def _create_event(self, db: sqlite3.Connection, event_id: str, event: Event, arrivals: list[Arrival]) -> Event:
+        """Store a new event (version 1) under ``event_id``."""
         now = self.clock()
-        origin_id = _origin_id(event_id, 1)
+        oid = origin_id(event_id, 1)
         db.execute("INSERT INTO events (id, time, preferred_origin_id, version, status, created, updated) "
-                   "VALUES (?,?,?,?,?,?,?)", (event_id, event.origin.time, origin_id, 1, "preliminary", now, now))
-        self._write_origin(db, event_id, origin_id, 1, now, event.origin, arrivals, event.magnitude)
+                   "VALUES (?,?,?,?,?,?,?)", (event_id, event.origin.time, oid, 1, "preliminary", now, now))
+        self._write_origin(db, event_id, oid, 1, now, event.origin, arrivals, event.magnitude)
         return replace(event, arrivals=tuple(arrivals), id=event_id, version=1, status="preliminary", updated=now)
 
-    def _write_origin(self, db: sqlite3.Connection, event_id: str, origin_id: str, version: int, created: float,
+    def _write_origin(self, db: sqlite3.Connection, event_id: str, oid: str, version: int, created: float,
                       o: Origin, arrivals: list[Arrival], magnitude: Magnitude | None) -> None:
         """One origin of an event (version ``version``), its arrivals and its magnitude."""
         uncertainty = astuple(o.uncertainty) if o.uncertainty is not None else (None,) * len(UNCERTAINTY_COLUMNS)
         columns = ("id", "event_id", "version", "created", "time", "latitude", "longitude", "depth_km", "rms",
                    "method") + UNCERTAINTY_COLUMNS
         db.execute(f"INSERT INTO origins ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
-                   (origin_id, event_id, version, created, o.time, o.latitude, o.longitude, o.depth_km, o.rms,
+                   (oid, event_id, version, created, o.time, o.latitude, o.longitude, o.depth_km, o.rms,
                     o.method) + uncertainty)
         db.executemany(
             "INSERT INTO arrivals VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-            [(origin_id, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
+            [(oid, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
         )
         if magnitude is not None:
-            self._write_magnitude(db, origin_id, magnitude)
+            self._write_magnitude(db, oid, magnitude)
 
     def set_magnitude(self, event_id: str, magnitude: Magnitude) -> None:
         """Attach (or replace) the magnitude of a stored event's preferred origin."""
@@ -326,13 +397,13 @@ class Catalog:
             db.execute("UPDATE events SET updated=? WHERE id=?", (self.clock(), event_id))
 
     @staticmethod
-    def _write_magnitude(db: sqlite3.Connection, origin_id: str, m: Magnitude) -> None:
-        mag_id = f"{ID_PREFIX}/magnitude/{origin_id.split('/origin/', 1)[-1]}/{m.type}"
+    def _write_magnitude(db: sqlite3.Connection, oid: str, m: Magnitude) -> None:
+        mag_id = magnitude_id(oid, m.type)
         db.execute("DELETE FROM station_magnitudes WHERE magnitude_id IN "
-                   "(SELECT id FROM magnitudes WHERE origin_id=?)", (origin_id,))
-        db.execute("DELETE FROM magnitudes WHERE origin_id=?", (origin_id,))
+                   "(SELECT id FROM magnitudes WHERE origin_id=?)", (oid,))
+        db.execute("DELETE FROM magnitudes WHERE origin_id=?", (oid,))
         db.execute("INSERT INTO magnitudes VALUES (?,?,?,?,?,?,?,?)",
-                   (mag_id, origin_id, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
+                   (mag_id, oid, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
         db.executemany(
             "INSERT INTO station_magnitudes VALUES (?,?,?,?,?,?,?,?)",
             [(mag_id, s.station.network, s.station.station, s.station.location, s.station.channel_prefix,
@@ -383,12 +454,13 @@ class Catalog:
             return older + [self._read_event(row)]
 
     def associated_pick_ids(self, start: float | None = None) -> set[str]:
-        """Ids of picks used by a stored event's preferred origin (with pick time >= ``start`` if given)."""
+        """Ids of picks used by a stored, not rejected event's preferred origin (with pick time >=
+        ``start`` if given)."""
         where, args = _where([("p.time >= ?", start)])
         with self._lock:
             rows = self._db.execute(
                 "SELECT a.pick_id FROM events e JOIN arrivals a ON a.origin_id = e.preferred_origin_id "
-                f"JOIN picks p ON p.id = a.pick_id{where}", args
+                f"JOIN picks p ON p.id = a.pick_id{where or ' WHERE 1'} AND e.status != 'rejected'", args
             ).fetchall()
         return {r[0] for r in rows}
 
@@ -421,13 +493,6 @@ class Catalog:
             magnitude = Magnitude(m["type"], m["value"], m["uncertainty"], m["station_count"], m["method"],
                                   m["reason"], smags)
         return origin, arrivals, magnitude
-
-
-def _origin_id(event_id: str, version: int) -> str:
-    """Resource id of an event's origin ``version``: version 1 keeps the event's hash (the ids of
-    catalogs before schema 3), later versions add ``/VERSION``."""
-    base = event_id.replace("/event/", "/origin/")
-    return base if version == 1 else f"{base}/{version}"
 
 
 def _pick_from_row(r: sqlite3.Row) -> Pick:

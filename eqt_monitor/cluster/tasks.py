@@ -33,12 +33,15 @@ METADATA_LOGGERS = ("eqt_monitor.pipeline.orientation",)
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Which model a worker loads: name, weights file (a path every worker can read) and its sha256."""
+    """Which model a worker loads: name, weights file (a path every worker can read) and its sha256,
+    and Monte-Carlo dropout (``model.mc_dropout`` passes, ``mc_seed``; 0: the deterministic model)."""
 
     name: str
     weights: str | None
     sha256: str
     backend: str = "tensorflow"
+    mc_dropout: int = 0
+    mc_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ def settings_digest(config: MonitorConfig, model: ModelRef) -> str:
     """What makes a finished chunk's picks valid: the weights and the pipeline settings."""
     m = config.model
     return digest(model.name, model.sha256, m.step, m.detection_threshold, m.p_threshold, m.s_threshold,
-                  m.batch_size, dataclasses.asdict(config.buffer))
+                  m.batch_size, dataclasses.asdict(config.buffer), *((model.mc_dropout, model.mc_seed)
+                                                                     if model.mc_dropout else ()))
 
 
 def plan_chunks(config: MonitorConfig, source: str | None, start: float, end: float, chunk_s: float,
@@ -111,7 +115,7 @@ def subconfig(config: MonitorConfig, chunk: Chunk) -> MonitorConfig:
     return dataclasses.replace(config, stations=[s for s in config.stations if s.key in wanted])
 
 
-_MODELS: dict[tuple[str, str | None, str], object] = {}
+_MODELS: dict[tuple, tuple[object, object]] = {}
 
 
 def worker_threads() -> int:
@@ -125,9 +129,11 @@ def worker_threads() -> int:
 
 
 def worker_model(ref: ModelRef):
-    """The model, loaded once per process (keyed by name, weights and sha256), its intra-op thread
-    pool sized to the worker's threads."""
-    key = (ref.name, ref.weights, ref.sha256)
+    """``(LoadedModel, predict function)``, loaded once per process (keyed by the whole ``ref``), its
+    intra-op thread pool sized to the worker's threads. With ``mc_dropout`` the predict function is
+    ``model.load.monte_carlo``'s, whose output per window depends only on the seed and the window:
+    chunks on any worker give the serial replay's picks and uncertainties."""
+    key = dataclasses.astuple(ref)
     if key not in _MODELS:
         from eqt_monitor.model.backend import configure
 
@@ -137,12 +143,12 @@ def worker_model(ref: ModelRef):
             tf.config.threading.set_intra_op_parallelism_threads(worker_threads())
             tf.config.threading.set_inter_op_parallelism_threads(1)
         configure(ref.backend)
-        from eqt_monitor.model.load import load_model
+        from eqt_monitor.model.load import load_predictor
 
-        loaded = load_model(ref.name, ref.weights)
+        loaded, predict = load_predictor(ref.name, ref.weights, mc_dropout=ref.mc_dropout, seed=ref.mc_seed)
         if (loaded.weights_sha256 or "random") != ref.sha256:
             raise UserError(f"weights {ref.weights}: sha256 on this worker is {loaded.weights_sha256}, the client's {ref.sha256}")
-        _MODELS[key] = loaded
+        _MODELS[key] = loaded, predict
     return _MODELS[key]
 
 
@@ -167,9 +173,9 @@ def run_chunk(chunk: Chunk, config: MonitorConfig, model: ModelRef, read_s: floa
     root = logging.getLogger("eqt_monitor")
     root.addHandler(watcher)
     try:
-        loaded = worker_model(model)
+        _, predict = worker_model(model)
         summary, picks, detections = replay(
-            config, start=chunk.start, end=chunk.end, predict_fn=loaded.predict, model_name=model.name,
+            config, start=chunk.start, end=chunk.end, predict_fn=predict, model_name=model.name,
             weights_sha256=model.sha256, source=chunk.uri, chunk_s=read_s, progress=False, require_data=False)
         result.picks, result.detections = picks, detections
         result.station_seconds, result.windows, result.coverage = summary.station_seconds, summary.windows, summary.coverage

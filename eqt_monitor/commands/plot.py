@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if not len(stream):
         raise UserError(f"event {event.short_id}: no waveforms of its {len(stations)} station(s) between "
                         f"{UTCDateTime(start)} and {UTCDateTime(end)} in {', '.join(uris)} (pass --source URI)")
-    probabilities = model_probabilities(stream, loaded.predict, config_of_run(last, stations))
-    out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after)
+    config = config_of_run(last, stations)
+    probabilities = model_probabilities(stream, loaded.predict, config)
+    out = plot_event(event, stream, probabilities, args.out, before=args.before, after=args.after,
+                     orientations={s.key: s.orientation for s in config.stations})
     print(f"wrote {out} ({len(stations)} stations)")
     return 0
 

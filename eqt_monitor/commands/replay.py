@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
-    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600)")
+    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600); with --cluster, the length of each task "
+                        "(its worker reads 3600 s at a time)")
     parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
@@ -54,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--cluster: {problem}")
         if args.probabilities:
             raise UserError("--probabilities is not supported with --cluster (the client holds picks only)")
-        if config.model.mc_dropout:
-            raise UserError("model.mc_dropout is not supported with --cluster yet (the workers run the deterministic model)")
     if args.group < 1:
         raise UserError(f"--group: must be at least 1 station per task, got {args.group}")
     name = args.model or config.model.name
@@ -68,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
         with open_source(uri) as src:
             found = found or src.might_have_data(keys, start - CONTEXT_S, end + CONTEXT_S)
     if not found:
-        from obspy import UTCDateTime
+        from eqt_monitor.replay import no_data_error
 
-        raise UserError(f"no data for any of the {len(config.stations)} station(s) between {UTCDateTime(start)} and "
-                        f"{UTCDateTime(end)} in {', '.join(groups)}")
+        raise no_data_error(groups, start, end)
 
     from eqt_monitor.catalog.store import Catalog
 
@@ -112,7 +110,7 @@ def _run_on_cluster(args: argparse.Namespace, config, name: str, weights, cluste
 
     path = resolve_weights(get_spec(name), weights)
     model = ModelRef(name, str(path.resolve()) if path else None, sha256_file(path) if path else "random",
-                     args.backend or config.model.backend)
+                     args.backend or config.model.backend, config.model.mc_dropout, config.model.mc_seed)
     with Catalog(args.db or config.catalog) as catalog:
         summary = replay_on_cluster(config, catalog, start=start, end=end, model=model, cluster=cluster,
                                     source=args.source, chunk_s=args.chunk, group_size=args.group,

@@ -1,5 +1,5 @@
-"""Files a service install needs, shipped in the wheel: the systemd unit (``eqt-monitor.service``)
-and the Grafana dashboard (``grafana-dashboard.json``). ``path(name)`` finds one on disk."""
+"""Files a service install needs, shipped in the wheel: the systemd unit (``eqt-monitor.service``),
+the Grafana dashboard (``grafana-dashboard.json``) and the Prometheus alert rules (``alerts.yml``). ``path(name)`` finds one on disk."""
 from __future__ import annotations
 
 import importlib.resources

@@ -31,6 +31,7 @@ from eqt_monitor.events.live import LiveAssociator
 from eqt_monitor.live import metrics
 from eqt_monitor.live.health import StationHealth
 from eqt_monitor.live.progress import Progress
+from eqt_monitor.live.quality import QualitySettings, check_stations
 from eqt_monitor.live.status import StatusPage
 from eqt_monitor.live.status import gather as gather_status
 from eqt_monitor.live.sdnotify import Notifier
@@ -60,6 +61,7 @@ class DaemonSettings:
     # still commit, ping the watchdog and see SIGTERM/SIGHUP
     max_held: int = 200_000  # picks + detections held in memory while the catalog refuses writes; past it
     # no more data is taken (the SeedLink server keeps it)
+    quality: QualitySettings = QualitySettings()  # the scheduled data-quality numbers (live/quality.py)
 
 
 class Daemon:
@@ -151,6 +153,7 @@ class Daemon:
         self.scheduler.add_job(self.associate, "interval", seconds=s.associate_every, id="associate")
         self.scheduler.add_job(self.export, "interval", seconds=s.export_every, id="export")
         self.scheduler.add_job(self.health.check_silence, "interval", seconds=s.health_every, id="health")
+        self.scheduler.add_job(self.check_quality, "interval", seconds=s.quality.every_s, id="quality")
         self.scheduler.start()
 
     # ------------------------------------------------------------------ the loop
@@ -313,8 +316,13 @@ class Daemon:
         if math.isfinite(self.associator.horizon):
             metrics.ASSOCIATION_LAG.set(time.time() - self.associator.horizon)
         if events:
-            metrics.EVENTS.inc(len(events))
-            log.info("association: %d new event(s) before %s", len(events), obspy.UTCDateTime(until))
+            new = sum(e.version == 1 and e.status != "rejected" for e in events)
+            rejected = sum(e.status == "rejected" for e in events)
+            metrics.EVENTS.inc(new)
+            metrics.EVENT_CHANGES.labels(change="updated").inc(len(events) - new - rejected)
+            metrics.EVENT_CHANGES.labels(change="rejected").inc(rejected)
+            log.info("association: %d new, %d updated, %d rejected event(s) before %s", new,
+                     len(events) - new - rejected, rejected, obspy.UTCDateTime(until))
             if self.inventory is not None:
                 try:
                     add_magnitudes(self.catalog, events, self._fetch_merged, self.inventory)
@@ -348,6 +356,11 @@ class Daemon:
                 tmp.unlink(missing_ok=True)
 
         self.storage.run(self.quakeml, "exporting QuakeML", write)
+
+    def check_quality(self) -> int:
+        """Scheduler job: the data-quality metrics of each station's most recent data (live/quality.py)."""
+        return check_stations(sources_by_station(self.config, self.source_override),
+                              lambda key: metrics.data_end(key.id), self.inventory, self.settings.quality)
 
     def _status_page(self) -> StatusPage:
         """The status page's data as of now (called on the HTTP thread)."""

@@ -58,6 +58,8 @@ PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
 PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
 DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
+EVENT_CHANGES = Counter("eqt_monitor_event_changes", "Stored events changed by late picks: updated (a new origin "
+                        "version) or rejected (no support left)", ["change"], registry=REGISTRY)
 ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
 ASSOCIATION_LAG = Gauge("eqt_monitor_association_lag_seconds", "Wall time now minus the association horizon (events "
@@ -92,6 +94,10 @@ class _DataLatency(Collector):
         with self._lock:
             self._last.pop(station, None)
 
+    def last(self, station: str) -> float | None:
+        with self._lock:
+            return self._last.get(station)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("eqt_monitor_data_latency_seconds",
                                    "Now minus the end of the newest sample received from a station",
@@ -106,6 +112,80 @@ class _DataLatency(Collector):
 _LATENCY = _DataLatency()
 REGISTRY.register(_LATENCY)
 
+QUALITY_HELP = {  # the data-quality families (``live/quality.py`` computes them)
+    "eqt_monitor_noise_psd_decibels": "Noise PSD of a channel's recent data in a period band (median over PPSD segments "
+                                      "of the band mean; dB rel. 1 (m/s^2)^2/Hz with a response, else 1 count^2/Hz: "
+                                      "label unit)",
+    "eqt_monitor_noise_above_nlnm_decibels": "How far the band's noise PSD lies above Peterson's NLNM (dB; channels "
+                                             "with a response only)",
+    "eqt_monitor_noise_below_nhnm_decibels": "How far the band's noise PSD lies below Peterson's NHNM (dB; negative: "
+                                             "noisier than the NHNM)",
+    "eqt_monitor_clipped_samples": "Samples at or beyond the clip level in a channel's recent data",
+    "eqt_monitor_timing_quality_percent": "Median miniSEED timing quality (blockette 1001) of a channel's recent "
+                                          "records (archives only)",
+    "eqt_monitor_clock_locked_ratio": "Share of a channel's recent records with the clock-locked flag (archives only)",
+    "eqt_monitor_channel_flat": "1 when (part of) a clock hour of a channel's recent data is flat (dead), else 0",
+    "eqt_monitor_quality_checked_timestamp_seconds": "When a station's quality numbers were last computed (POSIX s)",
+}
+
+
+def band_label(period_s: tuple[float, float]) -> str:
+    """``(0.1, 1.0)`` → ``"0.1-1s"``."""
+    return f"{period_s[0]:g}-{period_s[1]:g}s"
+
+
+class QualityCollector(Collector):
+    """The last computed ``qc.ChannelQuality`` list of each station, as gauge families at scrape time."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[float, list]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, station: str, channels: list, at: float) -> None:
+        with self._lock:
+            self._found[station] = (at, list(channels))
+
+    def forget(self, station: str) -> None:
+        with self._lock:
+            self._found.pop(station, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fam = {name: GaugeMetricFamily(name, text, labels=_labels(name)) for name, text in QUALITY_HELP.items()}
+        with self._lock:
+            found = sorted(self._found.items())
+        for station, (at, channels) in found:
+            fam["eqt_monitor_quality_checked_timestamp_seconds"].add_metric([station], at)
+            for q in channels:
+                cha = q.channel.split(".")[-1]
+                for b in q.bands:
+                    band = band_label(b.period_s)
+                    if b.psd_db is not None:
+                        fam["eqt_monitor_noise_psd_decibels"].add_metric([station, cha, band, q.unit], b.psd_db)
+                    if b.above_nlnm_db is not None:
+                        fam["eqt_monitor_noise_above_nlnm_decibels"].add_metric([station, cha, band], b.above_nlnm_db)
+                        fam["eqt_monitor_noise_below_nhnm_decibels"].add_metric([station, cha, band], b.below_nhnm_db)
+                fam["eqt_monitor_clipped_samples"].add_metric([station, cha], q.clipped_samples)
+                if q.timing_quality_median is not None:
+                    fam["eqt_monitor_timing_quality_percent"].add_metric([station, cha], q.timing_quality_median)
+                if q.clock_locked_percent is not None:
+                    fam["eqt_monitor_clock_locked_ratio"].add_metric([station, cha], q.clock_locked_percent / 100.0)
+                fam["eqt_monitor_channel_flat"].add_metric([station, cha], 1.0 if q.flat_hours else 0.0)
+        yield from fam.values()
+
+
+def _labels(name: str) -> list[str]:
+    if name == "eqt_monitor_quality_checked_timestamp_seconds":
+        return ["station"]
+    if name == "eqt_monitor_noise_psd_decibels":
+        return ["station", "channel", "band", "unit"]
+    if "_nlnm_" in name or "_nhnm_" in name:
+        return ["station", "channel", "band"]
+    return ["station", "channel"]
+
+
+QUALITY = QualityCollector()
+REGISTRY.register(QUALITY)
+
 _PER_STATION = (RECORDS_RECEIVED, SAMPLES_RECEIVED, GAPS, OVERLAPS, BUFFER_FILL, STATION_SILENT, DATA_LOST_SECONDS)
 
 
@@ -114,6 +194,11 @@ def observe_data(station: str, samples: int, data_end: float) -> None:
     RECORDS_RECEIVED.labels(station=station).inc()
     SAMPLES_RECEIVED.labels(station=station).inc(samples)
     _LATENCY.observe(station, data_end)
+
+
+def data_end(station: str) -> float | None:
+    """End (POSIX s) of the newest sample received from ``station``, None before its first."""
+    return _LATENCY.last(station)
 
 
 class MetricsRecorder:
@@ -143,6 +228,7 @@ def forget_station(station: str) -> None:
         except KeyError:
             pass
     _LATENCY.forget(station)
+    QUALITY.forget(station)
 
 
 def set_model_info(name: str, weights_sha256: str, backend: str) -> None:

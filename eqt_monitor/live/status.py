@@ -20,7 +20,9 @@ MAP_W, MAP_H, MAP_PAD = 640, 420, 30  # SVG pixels
 
 @dataclass(frozen=True)
 class StationRow:
-    """One station's line: state, data latency and last data time (s, POSIX), last pick, quality counters."""
+    """One station's line: state, data latency and last data time (s, POSIX), last pick, quality counters,
+    and the scheduled quality numbers (None before the first run): the noisiest channel's 0.1-1 s PSD (dB),
+    clipped samples and flat channels."""
 
     id: str
     state: str  # "ok", "silent" or "no data"
@@ -33,6 +35,9 @@ class StationRow:
     gaps: float
     overlaps: float
     data_lost_s: float
+    noise_db: float | None = None
+    clipped: float | None = None
+    flat_channels: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,16 @@ def _sum(samples: dict[str, dict[tuple, float]], name: str, **labels: str) -> fl
     return sum(v for k, v in samples.get(name, {}).items() if all(dict(k).get(a) == b for a, b in labels.items()))
 
 
+def _per_station_agg(samples: dict[str, dict[tuple, float]], name: str, agg, **labels: str) -> dict[str, float]:
+    """``station -> agg(values)`` over a per-channel family's series (with the given labels)."""
+    found: dict[str, list[float]] = defaultdict(list)
+    for key, value in samples.get(name, {}).items():
+        d = dict(key)
+        if "station" in d and all(d.get(a) == b for a, b in labels.items()):
+            found[d["station"]].append(value)
+    return {station: agg(values) for station, values in found.items()}
+
+
 def station_rows(keys: list[StationKey], samples: dict[str, dict[tuple, float]], now: float,
                  last_picks: dict[str, float]) -> list[StationRow]:
     """One row per configured station from the registry's per-station series and the catalog's last picks."""
@@ -101,6 +116,9 @@ def station_rows(keys: list[StationKey], samples: dict[str, dict[tuple, float]],
         "eqt_monitor_data_latency_seconds", "eqt_monitor_station_silent", "eqt_monitor_buffer_fill_ratio",
         "eqt_monitor_records_received_total", "eqt_monitor_samples_received_total", "eqt_monitor_gaps_total",
         "eqt_monitor_overlaps_total", "eqt_monitor_data_lost_seconds_total")}
+    noise = _per_station_agg(samples, "eqt_monitor_noise_psd_decibels", max, band="0.1-1s")
+    clipped = _per_station_agg(samples, "eqt_monitor_clipped_samples", sum)
+    flat = _per_station_agg(samples, "eqt_monitor_channel_flat", sum)
     rows = []
     for key in sorted(keys, key=str):
         sid = key.id
@@ -114,7 +132,8 @@ def station_rows(keys: list[StationKey], samples: dict[str, dict[tuple, float]],
             samples=series["eqt_monitor_samples_received_total"].get(sid, 0.0),
             gaps=series["eqt_monitor_gaps_total"].get(sid, 0.0),
             overlaps=series["eqt_monitor_overlaps_total"].get(sid, 0.0),
-            data_lost_s=series["eqt_monitor_data_lost_seconds_total"].get(sid, 0.0)))
+            data_lost_s=series["eqt_monitor_data_lost_seconds_total"].get(sid, 0.0),
+            noise_db=noise.get(sid), clipped=clipped.get(sid), flat_channels=flat.get(sid)))
     return rows
 
 

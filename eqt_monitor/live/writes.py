@@ -148,7 +148,9 @@ class PendingWrites:
                 self.writer.write(batch.picks, batch.detections)
             except CatalogWriteError as exc:
                 self._failures += 1
-                self._retry_at = self._clock() + min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1))
+                # the exponent capped: a float cannot hold 2 ** 1024 (1025 failures, ~8.5 h of a full disk)
+                delay = self.backoff_initial * 2.0 ** min(self._failures - 1, 60)
+                self._retry_at = self._clock() + min(self.backoff_max, delay)
                 self.storage.failed(self.writer.catalog.path, f"writing {len(batch.picks)} picks and "
                                     f"{len(batch.detections)} detections", exc)
                 return None

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,18 +118,42 @@ def load_model(name: str, weights: str | Path | None = None, *, mc_dropout: bool
     return LoadedModel(model, spec, path, sha256_file(path))
 
 
-def monte_carlo(loaded: LoadedModel, samples: int):
+def monte_carlo(loaded: LoadedModel, samples: int, seed: int = 0):
     """A predict function running ``samples`` stochastic passes of a Monte-Carlo dropout model per
-    batch, as EqT's ``estimate_uncertainty``: ``(n, 6000, 3)`` windows -> ``(n, 6000, 6)`` float32,
-    the mean [D, P, S] over the passes, then their standard deviations."""
+    window, as EqT's ``estimate_uncertainty``: ``(n, 6000, 3)`` windows -> ``(n, 6000, 6)`` float32,
+    the mean [D, P, S] over the passes, then their standard deviations.
+
+    Each window's passes run as one batch of ``samples`` copies of it, after the dropout layers'
+    seed generators are set from ``seed`` and the window's bytes (:func:`window_seed`): a window's
+    output depends on nothing else — not on its batch, nor on the calls before — so replay, the
+    daemon (whose batches depend on timing) and cluster chunks give the same output for the same
+    data. One lock keeps threads sharing the model from interleaving seed and call.
+    """
     if samples < 1:
         raise ValueError(f"samples must be positive, got {samples}")
+    dropouts = [layer for layer in loaded.model.layers if isinstance(layer, MonteCarloSpatialDropout1D)]
+    lock = threading.Lock()
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        runs = np.stack([loaded.predict(batch) for _ in range(samples)])
-        return np.concatenate([runs.mean(axis=0), runs.std(axis=0)], axis=-1).astype(np.float32)
+        batch = np.asarray(batch, dtype=np.float32)
+        out = np.zeros((len(batch), WINDOW_SAMPLES, 6), dtype=np.float32)
+        with lock:
+            for i, window in enumerate(batch):
+                state = window_seed(seed, window)
+                for j, layer in enumerate(dropouts):
+                    layer.seed_generator.state.assign(np.array([state[0] + j, state[1]], dtype=np.uint32))
+                runs = loaded.predict(np.repeat(window[None], samples, axis=0))
+                out[i, :, :3], out[i, :, 3:] = runs.mean(axis=0), runs.std(axis=0)
+        return out
 
     return predict
+
+
+def window_seed(seed: int, window: np.ndarray) -> tuple[int, int]:
+    """Two 32-bit words from ``seed`` and ``window``'s float32 bytes (BLAKE2b): the dropout masks' seed."""
+    digest = hashlib.blake2b(np.ascontiguousarray(window, dtype=np.float32).tobytes(), digest_size=8,
+                             key=str(seed).encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1, int.from_bytes(digest[4:], "little")
 
 
 def load_predictor(name: str, weights: str | Path | None = None, *, mc_dropout: int = 0,
@@ -135,4 +161,4 @@ def load_predictor(name: str, weights: str | Path | None = None, *, mc_dropout: 
     """``load_model`` and the predict function a run uses: ``loaded.predict`` (deterministic), or with
     ``mc_dropout`` N > 0 :func:`monte_carlo` over N seeded passes (the engine then takes 6 outputs)."""
     loaded = load_model(name, weights, mc_dropout=mc_dropout > 0, seed=seed)
-    return loaded, (monte_carlo(loaded, mc_dropout) if mc_dropout > 0 else loaded.predict)
+    return loaded, (monte_carlo(loaded, mc_dropout, seed) if mc_dropout > 0 else loaded.predict)

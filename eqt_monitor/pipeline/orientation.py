@@ -71,6 +71,11 @@ class Rotation:
             columns.append([zne[2][0], zne[1][0], zne[0][0]])  # as E, N, Z
         return np.array(columns, dtype=np.float64).T
 
+    @property
+    def turns(self) -> bool:
+        """Whether :meth:`apply` changes rows (a horizontal off north/east with known orientation)."""
+        return self._matrix is not None
+
     def apply(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` ([n, 3] E, N, Z slots) rotated to true E, N, Z (the same array when nothing to do)."""
         if self._matrix is None:

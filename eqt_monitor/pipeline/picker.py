@@ -139,14 +139,20 @@ def with_snr(event: DetectionPicks, data: np.ndarray, window: int, first: int = 
 def time_uncertainty(mean: np.ndarray, std: np.ndarray, sample: int, rate: float = 100.0) -> float:
     """A pick's time uncertainty (s) from Monte-Carlo dropout: half the width of the run of samples
     around the pick whose mean probability is within one std (at the pick) of the peak, i.e. the
-    samples the stochastic passes cannot tell from the peak; at least half a sample."""
+    samples the stochastic passes cannot tell from the peak; at least half a sample.
+
+    The run is looked for within ``P_LEAD`` samples (1 s) either side of the pick only, so the value
+    does not depend on how much the caller holds: at most 1.005 s (201 samples), which is also the
+    value where the std reaches the mean and every sample is "within one std"."""
+    lo, hi = max(0, sample - P_LEAD), min(len(mean) - 1, sample + P_LEAD)
     level = mean[sample] - std[sample]
-    below = np.asarray(mean) < level
-    before = np.flatnonzero(below[:sample])
-    after = np.flatnonzero(below[sample + 1:])
-    lo = before[-1] + 1 if before.size else 0
-    hi = sample + after[0] if after.size else len(mean) - 1
-    return round((hi - lo + 1) / (2.0 * rate), 3)
+    below = np.asarray(mean[lo:hi + 1]) < level
+    at = sample - lo
+    before = np.flatnonzero(below[:at])
+    after = np.flatnonzero(below[at + 1:])
+    first = lo + before[-1] + 1 if before.size else lo
+    last = sample + after[0] if after.size else hi
+    return round((last - first + 1) / (2.0 * rate), 3)
 
 
 def with_uncertainty(event: DetectionPicks, probs: np.ndarray, first: int = 0) -> DetectionPicks:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -11,12 +12,13 @@ from obspy.clients.fdsn import Client
 from obspy.clients.fdsn.header import FDSNException, FDSNNoDataException
 
 from eqt_monitor.records import StationKey
-from eqt_monitor.sources.archive import read_mseed
-from eqt_monitor.sources.base import LiveOptions, Put, Source, SourceError, channel_pattern, matches, select
+from eqt_monitor.sources.archive import read_mseed, trim
+from eqt_monitor.sources.base import LiveOptions, Put, Source, SourceError, StationLookup, channel_pattern
 
 log = logging.getLogger(__name__)
 
 MAX_POLL_SPAN_S = 3600.0  # one poll asks for at most this much data per station (catching up in steps)
+LATE_S = 300.0  # a station or channel with nothing new is asked again for at most this much time before now
 
 
 PIECE_S = 10.0  # seconds of data per piece a poll hands on (well under a buffer's dead_channel_s)
@@ -56,13 +58,13 @@ class FDSNSource(Source):
         The response bytes go through the same robust miniSEED reader as files, so a corrupt
         record costs that record only. An unreachable or failing server raises ``SourceError``.
         """
-        return self.get_waveforms_since({key: start for key in stations}, end)
+        return self.get_waveforms_spans({key: (start, end) for key in stations})
 
-    def get_waveforms_since(self, since: Mapping[StationKey, float], end: float) -> obspy.Stream:
-        """Each station's traces in ``[since[station], end]``, all in one bulk request (live polling)."""
-        if not since:
+    def get_waveforms_spans(self, spans: Mapping[StationKey, tuple[float, float]]) -> obspy.Stream:
+        """Each station's traces in its own span ``[start, end]``, all in one bulk request (live polling)."""
+        if not spans:
             return obspy.Stream()
-        lines = [line for key, start in since.items() for line in self.bulk_lines([key], start, end)]
+        lines = [line for key, (start, end) in spans.items() for line in self.bulk_lines([key], start, end)]
         body = io.BytesIO()
         try:
             self.client.get_waveforms_bulk(lines, filename=body)
@@ -71,16 +73,24 @@ class FDSNSource(Source):
         except (FDSNException, OSError) as exc:
             reason = " ".join(str(exc).split())
             raise SourceError(f"source {self.uri!r}: dataselect request to {self.base_url} failed: {reason}") from exc
-        start = min(since.values())
-        found = select(read_mseed(body.getvalue(), name=f"{self.uri} response", start=start, end=end), list(since))
-        self._report_missing(list(since), found, start, end)
+        start, end = min(s for s, _ in spans.values()), max(e for _, e in spans.values())
+        lookup = StationLookup(spans)
+        found = obspy.Stream()
+        for trace in read_mseed(body.getvalue(), name=f"{self.uri} response", start=start, end=end):
+            key = lookup.find_trace(trace)
+            if key is not None:
+                found += trim(obspy.Stream([trace]), *spans[key])
+        self._report_missing(list(spans), found, start, end)
         return found
 
 
 class LiveFDSN:
-    """``LiveSource`` polling an FDSN dataselect service: each ``poll`` fetches every station's data
-    since its last sample received, in one bulk request. It starts where ``resume`` says (the
-    caller's progress), else at ``options.begin`` (None: now); it saves nothing itself."""
+    """``LiveSource`` polling an FDSN dataselect service: each ``poll`` fetches, in one bulk request,
+    every station's data from the end of the last sample received on its least advanced channel
+    (at most ``MAX_POLL_SPAN_S`` per station) and hands on what is new per channel. It starts where
+    ``resume`` says (the caller's progress), else at ``options.begin`` (None: now); it saves nothing
+    itself. A station or channel the server has nothing for moves on to ``LATE_S`` before now, so
+    it neither stalls the others nor is asked for ever older data (docs/DESIGN.md, Sources)."""
 
     state_file = None
 
@@ -90,7 +100,9 @@ class LiveFDSN:
         self.poll_every: float | None = options.poll_every
         self.recorder = options.recorder
         start = time.time() if options.begin is None else options.begin
-        self.since = {k: resume.get(k, start) for k in self.keys}
+        self._lookup = StationLookup(self.keys)
+        self._floor = {k: resume.get(k, start) for k in self.keys}  # where a station's channels not seen yet start
+        self._next: dict[StationKey, dict[str, float]] = {k: {} for k in self.keys}  # per channel id: its data's end
 
     def start(self) -> None:
         """Nothing to start: the caller schedules ``poll``."""
@@ -101,36 +113,62 @@ class LiveFDSN:
     def commit(self, until: Mapping[StationKey, float]) -> None:
         """Nothing to save: a restart resumes from the caller's progress."""
 
+    def _since(self, key: StationKey) -> float:
+        """Where the station's next request starts: its least advanced channel's end."""
+        return min(self._next[key].values(), default=self._floor[key])
+
     def positions(self) -> dict[StationKey, float]:
-        """Per station, the end of its last sample received."""
-        return dict(self.since)
+        """Per station, the end of the data received on its least advanced channel."""
+        return {k: self._since(k) for k in self.keys}
 
     def poll(self, now: float | None = None) -> int:
         """Fetch and hand on the new data of every station; returns the number of traces."""
         now = time.time() if now is None else now
-        since = {k: t for k, t in self.since.items() if t < now}
-        if not since:
+        spans = {k: (since, min(now, since + MAX_POLL_SPAN_S)) for k in self.keys if (since := self._since(k)) < now}
+        if not spans:
             return 0
-        end = min(now, min(since.values()) + MAX_POLL_SPAN_S)
         try:
-            stream = self.source.get_waveforms_since(since, end)
+            stream = self.source.get_waveforms_spans(spans)
         except SourceError as exc:
             self.recorder.error("fdsn_poll")
             log.warning("%s", exc)
             return 0
         arrived = time.time()
-        for trace in stream:
+        new = self._new_data(stream)
+        for key, (_, end) in spans.items():
+            self._move_silent(key, {tr.id for tr in new}, min(end, now - LATE_S))
+        for trace in new:
             s = trace.stats
-            trace_end = s.endtime.timestamp + s.delta
-            for key in self.keys:
-                if matches(key, s.network, s.station, s.location, s.channel):
-                    self.since[key] = max(self.since[key], trace_end)
-            self.recorder.data(f"{s.network}.{s.station}.{s.location}", s.npts, trace_end)
+            self.recorder.data(f"{s.network}.{s.station}.{s.location}", s.npts, s.endtime.timestamp + s.delta)
         # A poll returns each channel as one long trace: handed on whole, one after the other, a
         # station's first channel could run minutes ahead of the others when the consumer looks in
         # between, and be taken for the others being dead. In short pieces in time order, the
         # channels of a station advance together, as records from a SeedLink server do.
-        pieces = [piece for trace in stream for piece in _pieces(trace, PIECE_S)]
+        pieces = [piece for trace in new for piece in _pieces(trace, PIECE_S)]
         for piece in sorted(pieces, key=lambda tr: (tr.stats.starttime.ns, tr.id)):
             self._put(piece, arrived)
-        return len(stream)
+        return len(new)
+
+    def _new_data(self, stream: obspy.Stream) -> list[obspy.Trace]:
+        """The parts of ``stream`` after each channel's data received so far (a request starts at
+        the station's least advanced channel, so the others come again); advances the channels."""
+        new = []
+        for trace in sorted(stream, key=lambda tr: (tr.id, tr.stats.starttime.ns)):
+            key = self._lookup.find_trace(trace)
+            if key is None:
+                continue
+            ends, s = self._next[key], trace.stats
+            if trace.id in ends:  # half a sample early: the float end must not drop its next sample
+                trace = trace.slice(obspy.UTCDateTime(ends[trace.id] - s.delta / 2), nearest_sample=False)
+            if trace.stats.npts:
+                new.append(trace)
+                ends[trace.id] = max(ends.get(trace.id, -math.inf), trace.stats.endtime.timestamp + s.delta)
+        return new
+
+    def _move_silent(self, key: StationKey, arrived: set[str], floor: float) -> None:
+        """Move the station's channels without new data (or the station, none seen yet) on to ``floor``."""
+        ends = self._next[key]
+        for channel_id in ends.keys() - arrived:
+            ends[channel_id] = max(ends[channel_id], floor)
+        if not ends:
+            self._floor[key] = max(self._floor[key], floor)

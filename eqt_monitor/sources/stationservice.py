@@ -74,7 +74,7 @@ def fetch_inventory(uri: str, folder: Path, recorder: Recorder | None = None, ti
         raise UserError(f"inventory {uri}: the station service has no stations for this query") from None
     except Exception as exc:  # noqa: BLE001 - unreachable, timed out, an HTTP error or a broken document
         reason = one_line(f"{type(exc).__name__}: {exc}", 200)
-        fetched = _fetch_time(sidecar) if xml.is_file() else None
+        fetched = _fetch_time(sidecar, xml)
         if fetched is None:
             raise UserError(f"inventory {uri}: station service unreachable ({reason}) and no cached copy") from None
         (recorder or NullRecorder()).error("inventory_fetch")
@@ -87,11 +87,15 @@ def fetch_inventory(uri: str, folder: Path, recorder: Recorder | None = None, ti
     return xml
 
 
-def _fetch_time(sidecar: Path) -> float | None:
+def _fetch_time(sidecar: Path, xml: Path) -> float | None:
+    """When the cached ``xml`` was fetched (POSIX s): its sidecar's time, else (the sidecar lost or
+    cut short) the file's mtime; None without a cached file."""
+    if not xml.is_file():
+        return None
     try:
         return float(json.loads(sidecar.read_text())["fetched"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return xml.stat().st_mtime
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
