@@ -46,6 +46,12 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     assert config.model.step == 1000 and config.model.detection_threshold == 0.3
 
 
+def test_serve_events_is_off_unless_asked(tmp_path):
+    assert load_config(write(tmp_path, GOOD)).serve_events is False
+    config = load_config(write(tmp_path, GOOD + "metrics:\n  addr: 127.0.0.1:0\n  serve_events: true\n"))
+    assert config.serve_events is True and config.metrics_addr == "127.0.0.1:0"
+
+
 @pytest.mark.parametrize(
     "old, new, line, field",
     [
@@ -57,6 +63,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
         ("    station: PB01\n", "", 3, "stations[0]"),
         ("source: sds://archive", "source: ftp://host/x", 1, "source"),
         ("    longitude: -69.5\n", "", 3, "stations[0]"),
+        ("  step: 1000", "  step: 1000\nmetrics:\n  serve_events: sometimes", 12, "metrics.serve_events"),
     ],
 )
 def test_mistakes_name_file_line_and_field(tmp_path, old, new, line, field):

@@ -33,7 +33,9 @@ def test_wheel_holds_the_specs_the_registry_and_the_deploy_files(wheel_names):
     assert "eqt_monitor/zoo/registry.yaml" in specs
     assert len(specs - {"eqt_monitor/zoo/registry.yaml"}) == 15
     assert {"eqt_monitor/deploy/eqt-monitor.service", "eqt_monitor/deploy/grafana-dashboard.json",
-            "eqt_monitor/deploy/alerts.yml", "eqt_monitor/live/templates/status.html"} <= wheel_names
+            "eqt_monitor/deploy/alerts.yml", "eqt_monitor/live/templates/status.html",
+            "eqt_monitor/service/templates/fdsnws-event.html",
+            "eqt_monitor/service/templates/fdsnws-event.wadl.xml"} <= wheel_names
     assert "eqt_monitor/cli.py" in wheel_names and not any(n.startswith("tests/") for n in wheel_names)
 
 

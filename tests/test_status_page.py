@@ -82,7 +82,8 @@ def test_status_page_of_a_live_salton_run_equals_metrics_and_renders_in_chromium
                                                                                   capsys):
     inventory = shared / "data/salton_sea_2020/stations.xml"
     archive = f"file://{shared}/data/salton_sea_2020/mseed"
-    config_path = write_config(tmp_path, f"  - inventory: {inventory}\n{QUIET}", original_weights)
+    config_path = write_config(tmp_path, f"  - inventory: {inventory}\n{QUIET}", original_weights,
+                               "metrics:\n  serve_events: true\n")
     stations = [s.key.id for s in load_config(config_path).stations]
     assert len(stations) == 17
     port, mport = free_port(), free_port()
@@ -141,6 +142,17 @@ def test_status_page_of_a_live_salton_run_equals_metrics_and_renders_in_chromium
         assert "eqt_monitor_data_latency_seconds" in names
         status, ctype, body, _ = fetch(base + "/healthz")
         assert status == 200 and body.startswith("ok") and ctype.startswith("text/plain")
+        # metrics.serve_events: the FDSN event service on the same address, over the daemon's catalog
+
+        def events_served() -> list[str] | None:
+            """The event ids the service answers, once they are the catalog's (association may still commit)."""
+            _, _, text, _ = fetch(base + "/fdsnws/event/1/query?format=text&orderby=time-asc")
+            with Catalog(tmp_path / "catalog.sqlite") as stored:
+                ids = [e.id for e in stored.events()]
+            served = [line.split("|")[0] for line in text.splitlines()[1:]]
+            return served if served == ids else None
+
+        assert wait_for(events_served, 30, "the event service to answer the catalog's events")
 
         png = tmp_path / "status.png"
         screenshot(base + "/status", png)

@@ -59,18 +59,35 @@ def _extra(**values) -> dict:
 
 def to_obspy(catalog: Catalog, start: float | None = None, end: float | None = None,
              agency: str = AGENCY) -> qml.Catalog:
-    """The events with origin time in ``[start, end)`` as an ObsPy ``Catalog`` (QuakeML 1.2 content)."""
-    events = catalog.events(start, end)
-    histories = [catalog.event_versions(e.id) if e.version > 1 else [e] for e in events]
-    authors = _authors(catalog, [v for history in histories for v in history])
+    """The events with origin time in ``[start, end)`` as an ObsPy ``Catalog`` (QuakeML 1.2 content),
+    each with every origin it had."""
     span = f"{start if start is not None else ''}-{end if end is not None else ''}"
-    digest = hashlib.sha256("|".join([span] + [e.id for e in events]).encode()).hexdigest()[:20]
-    out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"),
-                      description=f"eqt-monitor catalog {span}")
+    return events_to_obspy(catalog, catalog.events(start, end), f"eqt-monitor catalog {span}", span, agency=agency)
+
+
+def events_to_obspy(catalog: Catalog, events: list[Event], description: str, label: str, *,
+                    agency: str = AGENCY, arrivals: bool = True, all_origins: bool = True) -> qml.Catalog:
+    """``events`` (read from ``catalog``) as an ObsPy ``Catalog`` whose resource id hashes ``label`` and
+    the event ids; ``all_origins=False`` keeps only each event's preferred origin (not its earlier
+    versions), ``arrivals=False`` leaves out picks and arrivals (the counts in ``quality`` stay)."""
+    histories = [catalog.event_versions(e.id) if all_origins and e.version > 1 else [e] for e in events]
+    authors = _authors(catalog, [v for history in histories for v in history])
+    digest = hashlib.sha256("|".join([label] + [e.id for e in events]).encode()).hexdigest()[:20]
+    out = qml.Catalog(resource_id=qml.ResourceIdentifier(f"{ID_PREFIX}/catalog/{digest}"), description=description)
     out.creation_info = qml.CreationInfo(agency_id=agency)
     for history in histories:
-        out.events.append(_event(history, authors, agency))
+        event = _event(history, authors, agency)
+        if not arrivals:
+            event.picks = []
+            for origin in event.origins:
+                origin.arrivals = []
+        out.events.append(event)
     return out
+
+
+def write_quakeml(cat: qml.Catalog, target) -> None:
+    """Write ``cat`` as QuakeML 1.2 (with our namespace for pick extras) to a path or binary file."""
+    cat.write(target, format="QUAKEML", nsmap={"eqtm": NAMESPACE})
 
 
 def _event(history: list[Event], authors: dict[str, str], agency: str) -> qml.Event:
@@ -118,36 +135,6 @@ def _event(history: list[Event], authors: dict[str, str], agency: str) -> qml.Ev
         out.comments.append(qml.Comment(resource_id=qml.ResourceIdentifier(f"{event.id}/comment/magnitude"),
                                         text=f"no {m.type}: {m.reason}"))
     return out
-
-
-def _add_uncertainty(origin: qml.Origin, o: Origin) -> None:
-    """``o``'s confidence ellipse, errors and geometry on ``origin``: metres for the ellipse and the
-    depth, degrees for latitude, longitude and distances, as QuakeML wants."""
-    u = o.uncertainty
-    level = u.confidence_level
-    origin.origin_uncertainty = qml.OriginUncertainty(
-        horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
-        min_horizontal_uncertainty=round(u.min_horizontal_km * 1000.0, 1),
-        max_horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
-        azimuth_max_horizontal_uncertainty=round(u.azimuth_max_horizontal, 1),
-        preferred_description="uncertainty ellipse", confidence_level=level)
-    origin.latitude_errors = qml.QuantityError(round(u.axis_km(0.0) / KM_PER_DEGREE, 6), confidence_level=level)
-    east_degree = KM_PER_DEGREE * math.cos(math.radians(o.latitude))
-    origin.longitude_errors = qml.QuantityError(round(u.axis_km(90.0) / east_degree, 6), confidence_level=level)
-    if u.depth_km is not None:
-        origin.depth_errors = qml.QuantityError(round(u.depth_km * 1000.0, 1), confidence_level=level)
-    origin.time_errors = qml.QuantityError(round(u.time_s, 4), confidence_level=level)
-    origin.quality.azimuthal_gap = round(u.azimuthal_gap, 2)
-    origin.quality.minimum_distance = round(u.minimum_distance_km / KM_PER_DEGREE, 6)
-
-
-def _uncertainty_columns(u: OriginUncertainty | None) -> list:
-    """The events CSV's uncertainty columns (all empty without one)."""
-    if u is None:
-        return [""] * len(UNCERTAINTY_CSV_COLUMNS)
-    return [f"{u.confidence_level:g}", f"{u.horizontal_km:.3f}", f"{u.min_horizontal_km:.3f}",
-            f"{u.azimuth_max_horizontal:.1f}", _num(u.depth_km, 3), f"{u.time_s:.3f}", f"{u.azimuthal_gap:.1f}",
-            f"{u.minimum_distance_km:.2f}"]
 
 
 def _origin(version: Event, picks: dict[str, qml.Pick], authors: dict[str, str], agency: str) -> qml.Origin:
@@ -198,11 +185,41 @@ def _arrival(a: Arrival, i: int, oid: str) -> qml.Arrival:
         azimuth=None if a.azimuth is None else round(a.azimuth, 2))
 
 
+def _add_uncertainty(origin: qml.Origin, o: Origin) -> None:
+    """``o``'s confidence ellipse, errors and geometry on ``origin``: metres for the ellipse and the
+    depth, degrees for latitude, longitude and distances, as QuakeML wants."""
+    u = o.uncertainty
+    level = u.confidence_level
+    origin.origin_uncertainty = qml.OriginUncertainty(
+        horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
+        min_horizontal_uncertainty=round(u.min_horizontal_km * 1000.0, 1),
+        max_horizontal_uncertainty=round(u.horizontal_km * 1000.0, 1),
+        azimuth_max_horizontal_uncertainty=round(u.azimuth_max_horizontal, 1),
+        preferred_description="uncertainty ellipse", confidence_level=level)
+    origin.latitude_errors = qml.QuantityError(round(u.axis_km(0.0) / KM_PER_DEGREE, 6), confidence_level=level)
+    east_degree = KM_PER_DEGREE * math.cos(math.radians(o.latitude))
+    origin.longitude_errors = qml.QuantityError(round(u.axis_km(90.0) / east_degree, 6), confidence_level=level)
+    if u.depth_km is not None:
+        origin.depth_errors = qml.QuantityError(round(u.depth_km * 1000.0, 1), confidence_level=level)
+    origin.time_errors = qml.QuantityError(round(u.time_s, 4), confidence_level=level)
+    origin.quality.azimuthal_gap = round(u.azimuthal_gap, 2)
+    origin.quality.minimum_distance = round(u.minimum_distance_km / KM_PER_DEGREE, 6)
+
+
+def _uncertainty_columns(u: OriginUncertainty | None) -> list:
+    """The events CSV's uncertainty columns (all empty without one)."""
+    if u is None:
+        return [""] * len(UNCERTAINTY_CSV_COLUMNS)
+    return [f"{u.confidence_level:g}", f"{u.horizontal_km:.3f}", f"{u.min_horizontal_km:.3f}",
+            f"{u.azimuth_max_horizontal:.1f}", _num(u.depth_km, 3), f"{u.time_s:.3f}", f"{u.azimuthal_gap:.1f}",
+            f"{u.minimum_distance_km:.2f}"]
+
+
 def export_quakeml(catalog: Catalog, path: str | Path, *, start: float | None = None, end: float | None = None,
                    agency: str = AGENCY) -> int:
     """Write the span's events as QuakeML 1.2; returns the number of events."""
     cat = to_obspy(catalog, start, end, agency)
-    cat.write(str(path), format="QUAKEML", nsmap={"eqtm": NAMESPACE})
+    write_quakeml(cat, str(path))
     return len(cat)
 
 

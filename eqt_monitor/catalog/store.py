@@ -18,6 +18,7 @@ from dataclasses import astuple, replace
 from pathlib import Path
 
 from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, magnitude_id, origin_id, pick_id
+from eqt_monitor.catalog.query import EventQuery
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
 from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
@@ -419,6 +420,15 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM events{where} ORDER BY time, id", args).fetchall()
             return [self._read_event(r) for r in rows]
+
+    def find_events(self, query: EventQuery) -> list[Event]:
+        """The events ``query`` selects, in its order (catalog/query.py: SQL selects and pages; only the
+        page's events are read in full)."""
+        sql, args = query.sql()
+        with self._lock:
+            rows = [(r[0], r[1], r[2]) for r in self._db.execute(sql, args)]
+            return [self._read_event(self._db.execute("SELECT * FROM events WHERE id=?", (i,)).fetchone())
+                    for i in query.select(rows)]
 
     def latest_events(self, limit: int) -> list[Event]:
         """The ``limit`` latest events (by origin time), newest first."""

@@ -8,17 +8,17 @@ a re-run skips it. The client holds picks only (never waveforms).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from eqt_monitor.catalog.store import Catalog
 from eqt_monitor.cluster.blocks import BLOCK_S, SpanAssociation
-from eqt_monitor.cluster.tasks import Chunk, ChunkResult, ModelRef, plan_chunks, run_chunk, settings_digest, subconfig
+from eqt_monitor.cluster.tasks import TASK_S, Chunk, ChunkResult, ModelRef, plan_chunks, run_chunk, settings_digest, subconfig
 from eqt_monitor.config import MonitorConfig, cluster_spec_problem
 from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.errors import UserError
@@ -72,14 +72,31 @@ def connect(spec: str) -> Iterator:
             yield client
         return
     n = int(spec.partition(":")[2] or os.cpu_count() or 1)
-    dashboard = {"dashboard_address": ":0"} if importlib.util.find_spec("bokeh") else {"scheduler_kwargs": {"dashboard": False}}
+    # the scheduler's HTTP server (the dashboard when bokeh is installed) on a free port: 8787 may be taken
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, silence_logs=logging.WARNING,
-                      **dashboard) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
 
 
+def dashboard_line(client) -> str:
+    """Where the scheduler's dashboard is, or why there is none."""
+    try:
+        serves = client.run_on_scheduler(_serves_dashboard)
+    except Exception:  # a scheduler that runs no client code (distributed.scheduler.pickle: false)
+        return f"Dask dashboard: {client.dashboard_link} (if the scheduler has bokeh)"
+    if serves:
+        return f"Dask dashboard: {client.dashboard_link}"
+    return "Dask dashboard: none (the scheduler needs bokeh for one: pip install 'eqt-monitor[cluster]')"
+
+
+def _serves_dashboard(dask_scheduler=None) -> bool:
+    """On the scheduler: whether its HTTP server has the bokeh dashboard (it starts one only when
+    bokeh imports and the dashboard is not disabled, e.g. ``dask scheduler --no-dashboard``)."""
+    return "distributed.dashboard.scheduler" in sys.modules and dask_scheduler.http_server is not None
+
+
 def replay_on_cluster(config: MonitorConfig, catalog: Catalog, *, start: float, end: float, model: ModelRef,
-                      cluster: str, source: str | None = None, chunk_s: float = 3600.0, group_size: int = 1,
+                      cluster: str, source: str | None = None, chunk_s: float = TASK_S, group_size: int = 1,
                       locate: bool = True, progress: bool = True, association_block_s: float = BLOCK_S) -> ClusterSummary:
     """Replay ``[start, end)`` as (station group, chunk) tasks on ``cluster`` into ``catalog``, then
     (``locate``) associate the span's picks (in blocks of ``association_block_s`` when longer, see
@@ -116,7 +133,7 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
          settings: str, summary: ClusterSummary, association: SpanAssociation | None, progress: bool) -> None:
     """Submit ``todo``, write results in plan order as they complete; tell ``association`` each time
     all chunks up to a time are written."""
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
     from tqdm import tqdm
 
     by_index = {c.index: c for c in todo}
@@ -124,8 +141,7 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
     order = iter(todo)
     upcoming = next(order, None)
     with connect(cluster) as client:
-        if client.dashboard_link and importlib.util.find_spec("bokeh"):
-            log.warning("Dask dashboard: %s", client.dashboard_link)
+        log.warning("%s", dashboard_line(client))
         chunks = iter(todo)
         futures: dict = {}
 
@@ -146,7 +162,10 @@ def _run(todo: list[Chunk], config: MonitorConfig, model: ModelRef, cluster: str
             for future in running:
                 try:
                     result: ChunkResult = future.result()
-                except Exception as exc:  # e.g. KilledWorker: the task took down every worker it was given
+                except KilledWorker as exc:  # the task took down every worker it was given (memory? a crash?)
+                    result = ChunkResult(futures[future].index, error=f"the task killed {exc.allowed_failures + 1} "
+                                         "workers, Dask gave up (out of memory? see the workers' logs)")
+                except Exception as exc:
                     result = ChunkResult(futures[future].index, error=f"{type(exc).__name__}: {exc}"[:300])
                 future.release()
                 del futures[future]

@@ -15,6 +15,7 @@ COMMANDS = [
     "run",
     "simulate",
     "export",
+    "serve",
     "plot",
     "qc",
 ]

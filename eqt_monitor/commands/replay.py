@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--picks-csv", type=Path, help="also write the picks in EQTransformer's X_prediction_results.csv columns")
     parser.add_argument("--quakeml", type=Path, help="also write the span's catalog as QuakeML 1.2 at the end")
     parser.add_argument("--probabilities", type=Path, help="folder for the D/P/S probability traces as miniSEED")
-    parser.add_argument("--chunk", type=float, default=3600.0, help="seconds of data read at a time (default 3600); with --cluster, the length of each task "
-                        "(its worker reads 3600 s at a time)")
+    parser.add_argument("--chunk", type=float, help="seconds of data read at a time (default 3600); with --cluster, "
+                        "seconds per task (default 86400: each task reads 240 s of context, 0.3 %% of a day; its worker reads 3600 s at a time)")
     parser.add_argument("--no-events", action="store_true", help="store picks only: no association, location, magnitude")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
@@ -45,9 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     # every check that needs no model comes first: a mistake costs no TensorFlow start-up
     config, start, end = read_span(args)
+    cluster = args.cluster or config.cluster
+    if args.chunk is None and cluster:
+        from eqt_monitor.cluster.tasks import TASK_S
+
+        args.chunk = TASK_S
+    elif args.chunk is None:
+        args.chunk = 3600.0
     if not 0 < args.chunk <= 86400:
         raise UserError(f"--chunk: must be between 0 and 86400 seconds, got {args.chunk}")
-    cluster = args.cluster or config.cluster
     if cluster:
         from eqt_monitor.config import cluster_spec_problem
 

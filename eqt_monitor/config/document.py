@@ -169,6 +169,10 @@ def typed(doc: YamlDocument, node: yaml.Node, where: str, kind: type) -> Any:
         if value is None or isinstance(value, (dict, list, set)):
             raise doc.error(node, where, f"expected a string, got {show(value)}")
         return str(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise doc.error(node, where, f"expected true or false, got {show(value)}")
+        return value
     raise TypeError(kind)
 
 

@@ -239,13 +239,15 @@ def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorCo
                            inventories=inventories.paths, **folders)
     if "metrics" in top:
         metrics = doc.mapping(top["metrics"][1], "metrics")
-        check_keys(doc, metrics, {"addr"}, "metrics")
+        check_keys(doc, metrics, {"addr", "serve_events"}, "metrics")
         if "addr" in metrics:
             addr = typed(doc, metrics["addr"][1], "metrics.addr", str)
             host, _, port = addr.rpartition(":")
             if not (host and port.isdigit() and 0 <= int(port) <= 65535):
                 raise doc.error(metrics["addr"][1], "metrics.addr", f"expected HOST:PORT, got {show(addr)}")
             config.metrics_addr = addr
+        if "serve_events" in metrics:
+            config.serve_events = typed(doc, metrics["serve_events"][1], "metrics.serve_events", bool)
     if "association" in top:
         config.association = _association(doc, top["association"][1])
     if "agency" in top:

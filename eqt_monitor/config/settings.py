@@ -76,6 +76,7 @@ class MonitorConfig:
     catalog: Path = Path("catalog.sqlite")
     state_dir: Path = Path("state")
     metrics_addr: str = "127.0.0.1:9108"
+    serve_events: bool = False  # the daemon's HTTP endpoint serves the FDSN event service (/fdsnws/event/1/) too
     association: AssociatorConfig = field(default_factory=AssociatorConfig)
     inventories: list[Path] = field(default_factory=list)  # StationXML files: coordinates and responses (ML)
     agency: str = "XX"

@@ -39,6 +39,7 @@ from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
 from eqt_monitor.pipeline.engine import EngineOutput
 from eqt_monitor.records import StationKey
+from eqt_monitor.service import fdsnws
 from eqt_monitor.sources import LiveOptions, LiveSource, open_live
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Daemon:
         self.config, self.source_override, self.begin, self.settings = config, source, begin, settings
         self.model_name, self.weights_sha256 = model_name, weights_sha256
         self.catalog = Catalog(db or config.catalog)
+        self.events_catalog: Catalog | None = None  # the event service's own connection (metrics.serve_events)
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.quakeml = quakeml or self.state_dir / "events.xml"
@@ -163,7 +165,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page)
+        # the event service reads through a connection of its own: a large answer never holds the lock
+        # the daemon's writes take (WAL readers and the writer do not wait for each other)
+        self.events_catalog = Catalog(self.catalog.path) if self.config.serve_events else None
+        events = [(fdsnws.create_blueprint(self.events_catalog, agency=self.config.agency), fdsnws.PREFIX)] \
+            if self.events_catalog is not None else []
+        self.http = metrics.serve(self.metrics_addr, health=self._health, page=self._status_page, blueprints=events)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         self._start_scheduler()
         self._record_run()
@@ -444,6 +451,8 @@ class Daemon:
         self.associate()
         self.export()
         self.http.close()
+        if self.events_catalog is not None:
+            self.events_catalog.close()
         self.catalog.close()
         bound.cancel()
         log.info("run: stopped")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
+from flask import Blueprint
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -249,15 +250,17 @@ Health = web.Health
 MetricsServer = web.WebServer  # the running endpoint: ``host``, ``port``, ``url``, ``close()``
 
 
-def serve(addr: str = DEFAULT_ADDR, health: Health | None = None, page: web.Page | None = None) -> MetricsServer:
+def serve(addr: str = DEFAULT_ADDR, health: Health | None = None, page: web.Page | None = None,
+          blueprints: Sequence[tuple[Blueprint, str]] = ()) -> MetricsServer:
     """Serve ``/metrics`` (this module's registry) and ``/healthz`` on ``addr`` from a background thread
-    (``live/web.py``: Flask on waitress); with ``page``, the status page at ``/status`` too.
+    (``live/web.py``: Flask on waitress); with ``page``, the status page at ``/status`` too, and
+    ``blueprints`` (``(blueprint, url prefix)`` pairs) beside them.
 
     ``health`` returns ``True``/``False`` or ``(ok, detail)``; ``/healthz`` answers 200 or 503 with
     the detail. Port 0 picks a free port (see ``MetricsServer.port``).
     """
     host, port = parse_addr(addr)
     try:
-        return web.serve(host, port, REGISTRY, health, page)
+        return web.serve(host, port, REGISTRY, health, page, blueprints)
     except OSError as exc:
         raise UserError(f"metrics address {addr!r}: cannot listen: {exc.strerror or exc}") from exc

@@ -2,19 +2,20 @@
 
 Routes: ``/metrics`` (a Prometheus registry in the text format), ``/healthz`` (200 or 503 with the
 health callable's detail), and, when a page source is given, ``/status`` (the server-rendered
-status page, ``live/templates/status.html``) with ``/`` redirecting to it. No home-made HTTP: Flask
+status page, ``live/templates/status.html``) with ``/`` redirecting to it, and any blueprints given
+(the FDSN event service, ``service/fdsnws.py``, when ``metrics.serve_events`` is on). No home-made HTTP: Flask
 routes and renders, waitress (a maintained, pure-Python WSGI server) listens.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import waitress
-from flask import Flask, Response, redirect, render_template
+from flask import Blueprint, Flask, Response, redirect, render_template
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -44,10 +45,14 @@ def utc_text(t: float | None) -> str:
     return datetime.fromtimestamp(round(t, 1), timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-5]
 
 
-def create_app(registry: CollectorRegistry, health: Health | None = None, page: Page | None = None) -> Flask:
-    """The WSGI app: ``/metrics`` of ``registry``, ``/healthz`` of ``health``, ``/status`` of ``page``."""
+def create_app(registry: CollectorRegistry, health: Health | None = None, page: Page | None = None,
+               blueprints: Sequence[tuple[Blueprint, str]] = ()) -> Flask:
+    """The WSGI app: ``/metrics`` of ``registry``, ``/healthz`` of ``health``, ``/status`` of ``page``, and
+    each ``(blueprint, url prefix)`` of ``blueprints``."""
     app = Flask(__name__)
     app.add_template_filter(utc_text, "utc")
+    for blueprint, prefix in blueprints:
+        app.register_blueprint(blueprint, url_prefix=prefix)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -71,7 +76,8 @@ def create_app(registry: CollectorRegistry, health: Health | None = None, page: 
 
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:
-        where = "/metrics, /healthz" + (" or /status" if page is not None else "")
+        where = ", ".join(["/metrics", "/healthz"] + (["/status"] if page is not None else [])
+                          + [f"{prefix}/" for _, prefix in blueprints])
         return Response(f"not found: try {where}\n", status=404, content_type=TEXT)
 
     return app
@@ -110,8 +116,8 @@ class WebServer:
 
 
 def serve(host: str, port: int, registry: CollectorRegistry, health: Health | None = None,
-          page: Page | None = None) -> WebServer:
+          page: Page | None = None, blueprints: Sequence[tuple[Blueprint, str]] = ()) -> WebServer:
     """Serve :func:`create_app` on ``host:port`` (0: any free port) from a background thread;
     ``OSError`` when the address cannot be bound."""
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" lines are noise here
-    return WebServer(create_app(registry, health, page), host, port)
+    return WebServer(create_app(registry, health, page, blueprints), host, port)

@@ -32,9 +32,11 @@ def is_noise(line: str) -> bool:
     return bool(_NOISE.match(line))
 
 
-def configure(name: str | None) -> str:
+def configure(name: str | None, threads: int | None = None) -> str:
     """Select the Keras backend ``name`` (``None``: ``$KERAS_BACKEND`` or tensorflow), import Keras
     on it with the start-up chatter filtered out (see ``import_keras``), and return the name.
+    ``threads``: on TensorFlow, its intra-op pool size (inter-op: 1), set before its runtime starts;
+    ``None`` leaves TensorFlow's default (every core).
 
     Raises ``UserError`` for an unknown or uninstalled backend, or when Keras is already running on
     another backend.
@@ -50,19 +52,24 @@ def configure(name: str | None) -> str:
     if importlib.util.find_spec(BACKENDS[name]) is None:
         raise UserError(f"Keras backend {name!r} needs the Python package {BACKENDS[name]!r}, which is not installed")
     os.environ["KERAS_BACKEND"] = name
-    import_keras()
+    import_keras(threads)
     return name
 
 
-def import_keras() -> None:
+def import_keras(threads: int | None = None) -> None:
     """Import Keras (and initialise TensorFlow's devices, where the CUDA probe prints its error)
-    with file descriptor 2 captured; lines that are not start-up chatter are written back to stderr."""
+    with file descriptor 2 captured; lines that are not start-up chatter are written back to stderr.
+    ``threads``: see ``configure``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
+            if threads is not None and os.environ["KERAS_BACKEND"] == "tensorflow":
+                pools = importlib.import_module("tensorflow").config.threading
+                pools.set_intra_op_parallelism_threads(threads)
+                pools.set_inter_op_parallelism_threads(1)
             keras = importlib.import_module("keras")
             if keras.backend.backend() == "tensorflow":
                 importlib.import_module("tensorflow").config.list_physical_devices()

@@ -1,0 +1,1 @@
+"""Services over the catalog: the FDSN event web service (``eqt-monitor serve``, or mounted by the daemon)."""
