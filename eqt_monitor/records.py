@@ -60,6 +60,18 @@ class EarlyOutcome:
 
 
 @dataclass(frozen=True)
+class EarlyPickRecord:
+    """A stored preliminary pick: its QuakeML evaluationStatus ("preliminary", then "final" or
+    "rejected"), the final pick that replaced it, and the wall-clock times it was created and resolved."""
+
+    pick: Pick
+    status: str
+    final_pick_id: str | None
+    created: float
+    resolved: float | None
+
+
+@dataclass(frozen=True)
 class Detection:
     """An earthquake signal on one station: a run of detection probability above threshold."""
 

@@ -80,3 +80,29 @@ def test_early_picks_come_within_seconds_and_resolve_to_the_final_picks(salton_s
     print(f"{len(early)} preliminary picks: {len(replaced)} replaced, {len(outcomes) - len(replaced)} retracted; "
           f"arrival to preliminary pick over {len(arrivals)} arrivals: median {np.median(lag):.1f} s, "
           f"{np.mean(lag <= 15) * 100:.0f} % within 15 s, p95 {np.percentile(lag, 95):.1f} s (data time)")
+
+
+def test_the_catalog_keeps_each_preliminary_pick_with_what_became_of_it(tmp_path):
+    """Stored as "preliminary", then "final" naming the pick that replaced it, or "rejected"; a
+    resolution is written once (a replayed outcome changes nothing); the final picks table is untouched."""
+    from eqt_monitor.catalog.ids import pick_id
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.records import EarlyOutcome, Pick, StationKey
+
+    key, t0, sha = StationKey("CI", "BOM", "", "HH"), 1601510460.0, "0" * 64
+    early = [Pick(key, "P", t0 + 1.0, 0.4), Pick(key, "S", t0 + 4.0, 0.2), Pick(key, "P", t0 + 30.0, 0.15)]
+    final = Pick(key, "P", t0 + 1.12, 0.8, 12.0, 900.0)
+    clock = iter([100.0, 150.0, 160.0]).__next__
+    with Catalog(tmp_path / "c.sqlite", clock=clock) as catalog:
+        assert catalog.add_early_picks(early, model="original", weights_sha256=sha) == 3
+        catalog.add_picks([final], model="original", weights_sha256=sha)
+        outcomes = [EarlyOutcome(early[0], final), EarlyOutcome(early[1], None)]
+        assert catalog.resolve_early_picks(outcomes, weights_sha256=sha) == 2
+        assert catalog.resolve_early_picks(outcomes, weights_sha256=sha) == 0
+        rows = catalog.early_picks()
+        assert [(r.pick.phase, r.pick.time, r.status, r.final_pick_id, r.created, r.resolved) for r in rows] == [
+            ("P", t0 + 1.0, "final", pick_id(final, sha), 100.0, 150.0),
+            ("S", t0 + 4.0, "rejected", None, 100.0, 150.0),
+            ("P", t0 + 30.0, "preliminary", None, 100.0, None)]
+        assert [p.time for p in catalog.picks()] == [t0 + 1.12]
+        assert [r.pick.time for r in catalog.early_picks(t0 + 2, t0 + 31)] == [t0 + 4.0, t0 + 30.0]

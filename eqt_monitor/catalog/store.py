@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, replace
 from pathlib import Path
 
-from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, magnitude_id, origin_id, pick_id
+from eqt_monitor.catalog.ids import (ID_PREFIX, centiseconds, detection_id, digest, early_pick_id, magnitude_id, origin_id,
+                                    pick_id)
 from eqt_monitor.catalog.query import EventQuery
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
-                                 StationMagnitude)
+from eqt_monitor.records import (Arrival, Detection, EarlyOutcome, EarlyPickRecord, Event, Magnitude, Origin,
+                                 OriginUncertainty, Pick, Run, StationKey, StationMagnitude)
 
 class CatalogWriteError(UserError):
     """A write the catalog file did not take (rolled back; nothing was half written)."""
@@ -251,6 +252,40 @@ class Catalog:
         """Set a value in the key/value state table."""
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    # -- preliminary picks (picks: early) ---------------------------------------------------
+
+    def add_early_picks(self, picks: Iterable[Pick], *, model: str, weights_sha256: str) -> int:
+        """Store preliminary picks (status "preliminary", created now); returns how many were new."""
+        now = self.clock()
+        rows = [(early_pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
+                 p.station.channel_prefix, p.phase, float(p.time), float(p.probability), model, weights_sha256,
+                 "preliminary", None, now, None) for p in picks]
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT INTO early_picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
+            return db.total_changes - before
+
+    def resolve_early_picks(self, outcomes: Iterable[EarlyOutcome], *, weights_sha256: str) -> int:
+        """Mark preliminary picks "final" (naming the final pick that replaced them) or "rejected"
+        (retracted), resolved now; a pick already resolved stays as it is. Returns how many changed."""
+        now = self.clock()
+        rows = [("rejected" if o.final is None else "final",
+                 None if o.final is None else o.final.id or pick_id(o.final, weights_sha256), now,
+                 early_pick_id(o.early, weights_sha256)) for o in outcomes]
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("UPDATE early_picks SET status = ?, final_pick_id = ?, resolved = ? "
+                           "WHERE id = ? AND status = 'preliminary'", rows)
+            return db.total_changes - before
+
+    def early_picks(self, start: float | None = None, end: float | None = None) -> list[EarlyPickRecord]:
+        """Preliminary picks with ``start <= time < end`` (either bound optional), by time."""
+        where, args = _where([("time >= ?", start), ("time < ?", end)])
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM early_picks{where} ORDER BY time, id", args).fetchall()
+        return [EarlyPickRecord(Pick(_key(r), r["phase"], r["time"], r["probability"], id=r["id"]), r["status"],
+                                r["final_pick_id"], r["created"], r["resolved"]) for r in rows]
 
     # -- events ---------------------------------------------------------------------------------
 
