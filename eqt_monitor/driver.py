@@ -25,7 +25,7 @@ from eqt_monitor.errors import UserError
 from eqt_monitor.pipeline.buffer import GapPolicy, StationBuffer
 from eqt_monitor.pipeline.engine import Engine, EngineConfig, EngineOutput
 from eqt_monitor.pipeline.picker import PickerConfig
-from eqt_monitor.records import Detection, Pick, Run, Segment, StationKey
+from eqt_monitor.records import Detection, EarlyOutcome, Pick, Run, Segment, StationKey
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.base import StationLookup
 
@@ -188,11 +188,17 @@ class CatalogWriter:
         """The picks with the resource ids they have in the catalog (arrivals refer to them by it)."""
         return [dataclasses.replace(p, id=pick_id(p, self.weights_sha256)) for p in picks]
 
-    def write(self, picks: Sequence[Pick], detections: Sequence[Detection]) -> int:
-        """Store picks and detections; returns how many picks were new."""
+    def write(self, picks: Sequence[Pick], detections: Sequence[Detection], early: Sequence[Pick] = (),
+              outcomes: Sequence[EarlyOutcome] = ()) -> int:
+        """Store picks and detections (and preliminary picks made and resolved, ``picks: early``);
+        returns how many picks were new. Final picks go first: a resolution names the final pick."""
         new = self.catalog.add_picks(picks, model=self.model, weights_sha256=self.weights_sha256) if picks else 0
         if detections:
             self.catalog.add_detections(detections, model=self.model, weights_sha256=self.weights_sha256)
+        if early:
+            self.catalog.add_early_picks(early, model=self.model, weights_sha256=self.weights_sha256)
+        if outcomes:
+            self.catalog.resolve_early_picks(outcomes, weights_sha256=self.weights_sha256)
         return new
 
     def record_run(self, config: MonitorConfig, sources: Iterable[str], settings: dict) -> None:

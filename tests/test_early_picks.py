@@ -106,3 +106,50 @@ def test_the_catalog_keeps_each_preliminary_pick_with_what_became_of_it(tmp_path
             ("P", t0 + 30.0, "preliminary", None, 100.0, None)]
         assert [p.time for p in catalog.picks()] == [t0 + 1.12]
         assert [r.pick.time for r in catalog.early_picks(t0 + 2, t0 + 31)] == [t0 + 4.0, t0 + 30.0]
+
+
+@pytest.mark.slow
+def test_the_daemon_with_early_picks_writes_them_first_and_its_final_picks_are_replays(shared, original_weights,
+                                                                                       tmp_path):
+    """``picks: early`` at a 10 s step, Salton Sea through the SeedLink simulator: preliminary picks in
+    the catalog, each resolved by the end, the phase-to-pick metrics for both statuses, and the final
+    picks replay's (up to each station's settled time)."""
+    from daemon_harness import daemon, free_port, simulate, wait_for, write_config
+    from test_daemon import _scrape_or_none, replay_settled_picks, settle_and_stop
+    from test_replay import assert_same_picks
+
+    from eqt_monitor.catalog.store import Catalog
+    from eqt_monitor.config import load_config
+    from eqt_monitor.model.load import load_model
+
+    inventory = shared / "data/salton_sea_2020/stations.xml"
+    archive = f"file://{shared}/data/salton_sea_2020/mseed"
+    config_path = write_config(tmp_path, f"  - inventory: {inventory}\n", original_weights,
+                               f"  step: {STEP}\npicks: early\n")
+    port, mport = free_port(), free_port()
+    server = simulate(archive, port, 10, tmp_path / "simulate.log")
+    run = daemon(config_path, f"seedlink://127.0.0.1:{port}", mport, tmp_path / "run.log", "2020-10-01T00:00:00")
+    db = tmp_path / "catalog.sqlite"
+    wait_for(lambda: _scrape_or_none(mport), 120, "the daemon's metrics endpoint")
+    begin = obspy.UTCDateTime("2020-10-01T00:00:00").timestamp
+    final, values = settle_and_stop(run, server, db, lambda: "all data up to" in server.text(), 16, begin + 30)
+
+    with Catalog(db) as catalog:
+        early, live = catalog.early_picks(), catalog.picks()
+    assert len(early) >= 30
+    assert values['eqt_monitor_early_picks_total{outcome="preliminary"}'] == len(early)
+    resolved = [r for r in early if r.status != "preliminary"]
+    assert {r.status for r in resolved} <= {"final", "rejected"}
+    # resolved: every one the picker has settled past (the daemon never ends a stream: the rest wait)
+    settled_before = [r for r in early if r.pick.time + MATCH / 100 < final[r.pick.station.id]]
+    assert len(settled_before) >= 30 and all(r.status != "preliminary" for r in settled_before)
+    ids = {p.id for p in live}
+    assert all(r.final_pick_id in ids for r in resolved if r.status == "final")
+    assert all(r.created <= r.resolved for r in resolved)
+    for status in ("preliminary", "final"):
+        assert values[f'eqt_monitor_phase_to_pick_seconds_count{{status="{status}"}}'] > 0
+
+    model = load_model("original", original_weights)
+    expected = replay_settled_picks(model, load_config(config_path), begin, begin + 300, archive, final)
+    assert len(live) >= 50
+    assert_same_picks(live, expected)

@@ -56,6 +56,13 @@ INFERENCE_SECONDS = Histogram("eqt_monitor_inference_seconds", "Duration of one 
 PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
                          "From the arrival of the data a pick was made on to the pick being written",
                          buckets=(1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
+PHASE_TO_PICK = Histogram("eqt_monitor_phase_to_pick_seconds",
+                          "From a phase's arrival at the daemon (the wall time the data reached its station's newest "
+                          "sample, less the data after the pick) to its pick being written; status preliminary "
+                          "(picks: early) or final", ["status"],
+                          buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600), registry=REGISTRY)
+EARLY_PICKS = Counter("eqt_monitor_early_picks", "Preliminary picks (picks: early) written (outcome=preliminary), "
+                      "then replaced by their final pick (final) or retracted (rejected)", ["outcome"], registry=REGISTRY)
 PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
 DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)

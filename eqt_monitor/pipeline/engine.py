@@ -292,6 +292,14 @@ class StationProcessor:
         return self._done_until
 
     @property
+    def received_until(self) -> float | None:
+        """Time just after the last sample fed (None before any data, or once all stretches are done)."""
+        if self._stretches:
+            last = self._stretches[-1]
+            return last.time(last.received)
+        return self._done_until
+
+    @property
     def held_samples(self) -> int:
         """Samples (each three floats) held for this station now, over all its stretches."""
         return sum(s.held_samples for s in self._stretches)
