@@ -26,6 +26,7 @@ from obspy.signal.spectral_estimation import PPSD, get_nhnm, get_nlnm  # noqa: E
 
 from eqt_monitor.records import StationKey  # noqa: E402
 from eqt_monitor.sources import open_source  # noqa: E402
+from eqt_monitor.sources.archive import record_length  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +127,41 @@ def _flat_and_empty(traces: obspy.Stream, start: float, end: float, flat_std: fl
 
 
 def _timing(files: Sequence[Path], start: float, end: float, q: ChannelQuality) -> None:
-    """Blockette 1001 timing quality and the clock-locked I/O flag from the channel's miniSEED files."""
-    values, locked, records = [], 0.0, 0
+    """Blockette 1001 timing quality and the clock-locked I/O flag from the channel's miniSEED files.
+
+    The clock-locked share is of records (``get_flags``' counts summed over the files), not ObsPy's
+    percentage of the requested window, which each file's call reports for its own part only (two
+    day files covering half a span each would read 50 % for a locked clock) and a gap lowers."""
+    values, locked, records = [], 0, 0
     for path in files:
         flags = get_flags(str(path), starttime=obspy.UTCDateTime(start), endtime=obspy.UTCDateTime(end),
                           io_flags=True, activity_flags=False, data_quality_flags=False, timing_quality=True)
-        n = int(flags.get("record_count", 0))
-        records += n
-        locked += flags["io_and_clock_flags_percentages"]["clock_locked"] * n
+        records += int(flags["record_count"])
+        locked += int(flags["io_and_clock_flags_counts"]["clock_locked"])
         tq = flags.get("timing_quality") or {}
         values.extend(np.asarray(tq.get("all_values", []), dtype=float).tolist())
+        _warn_if_cut_short(path)
     q.records = records
     if records:
-        q.clock_locked_percent = round(locked / records, 2)
+        q.clock_locked_percent = round(100.0 * locked / records, 2)
     if values:
         q.timing_quality_median, q.timing_quality_min = float(np.median(values)), float(np.min(values))
+
+
+_CUT_SHORT: set[tuple[Path, int]] = set()  # (file, size) already warned about
+
+
+def _warn_if_cut_short(path: Path) -> None:
+    """``get_flags`` stops at the first record it cannot parse, silently: walk the file's record
+    headers as it does and warn once (per file and size) when they end before the file does."""
+    raw = path.read_bytes()
+    pos = 0
+    while pos < len(raw) and (length := record_length(raw, pos)) is not None:
+        pos += length
+    if pos < len(raw) and (path, len(raw)) not in _CUT_SHORT:
+        _CUT_SHORT.add((path, len(raw)))
+        log.warning("%s: no miniSEED record readable at byte %d of %d: timing quality and clock flags cover only "
+                    "the records before it", path, pos, len(raw))
 
 
 def channel_quality(traces: obspy.Stream, inventory: obspy.Inventory | None, start: float, end: float,
