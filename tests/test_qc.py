@@ -7,6 +7,7 @@ import math
 import struct
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import obspy
@@ -146,3 +147,39 @@ def test_a_damaged_file_is_named_when_its_flags_stop_short(sds, tmp_path, caplog
                      "and clock flags cover only the records before it"]
     # the data after the damage are still measured: the whole hour, 600 s PSD segments at 50 % overlap
     assert q.records == 300 and q.segments == (3600 - 600) // 300 + 1
+
+
+def hhz_copy(sds, root, channel: str = "HHZ"):
+    """PB01 HHZ's real day file under ``root``, its records relabelled ``channel`` (header bytes 15-17)."""
+    records = mseed_records.split((sds / HHZ.format(year=2014, doy=121)).read_bytes())
+    for rec in records:
+        rec[15:18] = channel.encode()
+    mseed_records.write(root / HHZ.format(year=2014, doy=121).replace("HHZ", channel), records)
+
+
+@pytest.mark.slow
+def test_two_channel_groups_of_one_station_are_measured_once_each(sds, tmp_path):
+    """CX.PB01 configured as HH and HN (an HNZ copy of the real HHZ records): one entry and one PNG per
+    channel, not both channels under each group."""
+    hhz_copy(sds, tmp_path)
+    hhz_copy(sds, tmp_path, "HNZ")
+    keys = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB01", "", "HN")]
+    t0 = obspy.UTCDateTime(START)
+    result = station_quality({f"sds://{tmp_path}": keys}, t0.timestamp, t0.timestamp + 1200, tmp_path / "out",
+                             settings=QCSettings(ppsd_length=600.0))
+    assert [q.channel for q in result["CX.PB01."]] == ["CX.PB01..HHZ", "CX.PB01..HNZ"]
+    hh, hn = result["CX.PB01."]
+    assert hh.segments == hn.segments == 3 and hh.bands == hn.bands  # the same samples, measured alike
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["CX.PB01..HHZ.ppsd.png", "CX.PB01..HNZ.ppsd.png"]
+
+
+@pytest.mark.slow
+def test_a_span_read_in_pieces_measures_as_the_whole(sds, tmp_path):
+    """Four hours of real PB01 HHZ read an hour at a time give the numbers of one read (hourly PSD
+    segments at 50 % overlap straddle the pieces: none is lost or counted twice)."""
+    hhz_copy(sds, tmp_path)
+    t0 = obspy.UTCDateTime(START).timestamp
+    whole, hourly = (station_quality({f"sds://{tmp_path}": [PB01]}, t0 + 1800, t0 + 4 * 3600 + 1800, None,
+                                     piece_s=piece)[PB01.id] for piece in (6 * 3600, 3600))
+    assert [asdict(q) for q in hourly] == [asdict(q) for q in whole]
+    assert whole[0].segments == 7 and len(whole[0].flat_hours + whole[0].empty_hours) == 0
