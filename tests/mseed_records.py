@@ -52,6 +52,28 @@ def set_clock(rec: bytearray, locked: bool, timing_quality: int | None = None) -
     raise AssertionError("the record has no blockette 1001")
 
 
+def relabel(rec: bytearray, *, location: str | None = None, channel: str | None = None) -> None:
+    """Give the record another location (2 characters, bytes 13-14) or channel code (3, bytes 15-17)."""
+    if location is not None:
+        rec[13:15] = location.ljust(2).encode()
+    if channel is not None:
+        rec[15:18] = channel.encode()
+
+
+def copy_day_file(sds: Path, root: Path, sds_path: str, *, location: str = "", channel: str | None = None) -> Path:
+    """The real day file ``sds_path`` (``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``) under ``root``,
+    its records relabelled; the new file's path."""
+    records = split((sds / sds_path).read_bytes())
+    for rec in records:
+        relabel(rec, location=location, channel=channel)
+    year, net, sta, cha_dir, name = sds_path.split("/")
+    parts = name.split(".")
+    cha = channel or parts[3]
+    path = root / year / net / sta / f"{cha}.D" / ".".join([net, sta, location, cha, "D", *parts[5:]])
+    write(path, records)
+    return path
+
+
 def write(path: Path, records: list[bytearray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"".join(records))

@@ -5,6 +5,7 @@ import struct
 import subprocess
 import sys
 
+import mseed_records
 import pytest
 from obspy import UTCDateTime
 
@@ -95,3 +96,24 @@ def _rgb(name: str) -> tuple[float, float, float]:
     from matplotlib.colors import to_rgb
 
     return to_rgb(name)
+
+
+@pytest.mark.slow
+def test_helicorder_of_a_station_with_a_location_code_and_no_picks(sds, tmp_path):
+    """CX.PB01's real HHZ records under location 00, a catalog that knows the station (the run's
+    coordinates) but has no pick in the hour: the helicorder finds the 00 waveforms."""
+    from eqt_monitor.config import MonitorConfig, StationConfig
+
+    mseed_records.copy_day_file(sds, tmp_path / "sds", "2014/CX/PB01/HHZ.D/CX.PB01..HHZ.D.2014.121", location="00")
+    key = StationKey("CX", "PB01", "00", "HH")
+    db = tmp_path / "catalog.sqlite"
+    with Catalog(db) as catalog:
+        config = MonitorConfig(path=None, stations=[StationConfig(key, -21.04, -69.49, 900.0)])
+        CatalogWriter(catalog, model="original", weights_sha256="test").record_run(
+            config, [f"sds://{tmp_path / 'sds'}"], {})
+    out = tmp_path / "heli.png"
+    result = subprocess.run([sys.executable, "-m", "eqt_monitor.cli", "plot", "--helicorder", "CX.PB01", "--day",
+                             "2014-05-01", "--start", "00:00", "--end", "01:00", "--db", str(db), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "0 picks, 0 events" in result.stdout and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -150,11 +150,8 @@ def test_a_damaged_file_is_named_when_its_flags_stop_short(sds, tmp_path, caplog
 
 
 def hhz_copy(sds, root, channel: str = "HHZ"):
-    """PB01 HHZ's real day file under ``root``, its records relabelled ``channel`` (header bytes 15-17)."""
-    records = mseed_records.split((sds / HHZ.format(year=2014, doy=121)).read_bytes())
-    for rec in records:
-        rec[15:18] = channel.encode()
-    mseed_records.write(root / HHZ.format(year=2014, doy=121).replace("HHZ", channel), records)
+    """PB01 HHZ's real day file under ``root``, its records relabelled ``channel``."""
+    mseed_records.copy_day_file(sds, root, HHZ.format(year=2014, doy=121), channel=channel)
 
 
 @pytest.mark.slow
