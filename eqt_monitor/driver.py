@@ -25,18 +25,19 @@ from eqt_monitor.errors import UserError
 from eqt_monitor.pipeline.buffer import GapPolicy, StationBuffer
 from eqt_monitor.pipeline.engine import Engine, EngineConfig, EngineOutput
 from eqt_monitor.pipeline.picker import PickerConfig
-from eqt_monitor.records import Detection, Pick, Run, Segment, StationKey
+from eqt_monitor.records import Detection, EarlyOutcome, Pick, Run, Segment, StationKey
 from eqt_monitor.sources import open_source
 from eqt_monitor.sources.base import StationLookup
 
 Fetch = Callable[[Sequence[StationKey], float, float], obspy.Stream]
 
 
-def engine_config(config: MonitorConfig) -> EngineConfig:
-    """The engine settings a ``MonitorConfig`` asks for."""
+def engine_config(config: MonitorConfig, *, early_picks: bool = False) -> EngineConfig:
+    """The engine settings a ``MonitorConfig`` asks for (``early_picks``: also preliminary picks)."""
     m = config.model
     picker = PickerConfig(detection_threshold=m.detection_threshold, p_threshold=m.p_threshold, s_threshold=m.s_threshold)
-    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker, uncertainty=m.mc_dropout > 0)
+    return EngineConfig(step=m.step, batch_size=m.batch_size, picker=picker, uncertainty=m.mc_dropout > 0,
+                        early_picks=early_picks)
 
 
 def sources_by_station(config: MonitorConfig, override: str | None) -> dict[str, list[StationKey]]:
@@ -89,16 +90,18 @@ class StationPipeline:
 
     ``add`` a raw trace (any order, any record size), then ``process()`` for the output that is
     final so far; ``close()`` at the end of the data. ``on_segment`` sees every segment on its
-    way to the engine (replay counts the data it covers).
+    way to the engine (replay counts the data it covers). ``early_picks``: the engine also makes
+    preliminary picks (the daemon's ``picks: early``).
     """
 
     def __init__(self, config: MonitorConfig, predict_fn: Callable[[np.ndarray], np.ndarray], *,
                  stations: Iterable[StationKey] | None = None,
                  on_station_error: Callable[[StationKey, Exception], None] | None = None,
                  on_segment: Callable[[Segment], None] | None = None,
-                 observer: BufferObserver | None = None) -> None:
+                 observer: BufferObserver | None = None, early_picks: bool = False) -> None:
         self.policy = config.buffer
-        self.engine = Engine(predict_fn, engine_config(config), on_station_error=on_station_error)
+        self.engine = Engine(predict_fn, engine_config(config, early_picks=early_picks),
+                             on_station_error=on_station_error)
         self.buffers: dict[StationKey, StationBuffer] = {}
         self.orientations = {s.key: s.orientation for s in config.stations}  # per station, for its buffer
         self._lookup = StationLookup()
@@ -185,11 +188,17 @@ class CatalogWriter:
         """The picks with the resource ids they have in the catalog (arrivals refer to them by it)."""
         return [dataclasses.replace(p, id=pick_id(p, self.weights_sha256)) for p in picks]
 
-    def write(self, picks: Sequence[Pick], detections: Sequence[Detection]) -> int:
-        """Store picks and detections; returns how many picks were new."""
+    def write(self, picks: Sequence[Pick], detections: Sequence[Detection], early: Sequence[Pick] = (),
+              outcomes: Sequence[EarlyOutcome] = ()) -> int:
+        """Store picks and detections (and preliminary picks made and resolved, ``picks: early``);
+        returns how many picks were new. Final picks go first: a resolution names the final pick."""
         new = self.catalog.add_picks(picks, model=self.model, weights_sha256=self.weights_sha256) if picks else 0
         if detections:
             self.catalog.add_detections(detections, model=self.model, weights_sha256=self.weights_sha256)
+        if early:
+            self.catalog.add_early_picks(early, model=self.model, weights_sha256=self.weights_sha256)
+        if outcomes:
+            self.catalog.resolve_early_picks(outcomes, weights_sha256=self.weights_sha256)
         return new
 
     def record_run(self, config: MonitorConfig, sources: Iterable[str], settings: dict) -> None:

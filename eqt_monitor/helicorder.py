@@ -4,7 +4,8 @@ catalog's P and S picks as coloured ticks and its associated events as ObsPy's e
 ObsPy's dayplot draws its ``events`` (a star and a text box each); the picks are short vertical
 lines placed with the dayplot's own mapping of a time to a line and an x position
 (``WaveformPlotting._plot_event``): line ``n - 1 - k`` holds ``[start + k·interval, start + (k+1)·interval)``
-and x runs over ``[0, width)`` across it.
+and x runs over ``[0, width)`` across it (``width``: the dayplot's columns, one more than its x axis
+limit, ``width - 1``).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def draw_helicorder(stream: Stream, picks: Sequence[Pick], events: Sequence[Even
                  title=title or f"{z[0].id} {UTCDateTime(start).strftime('%Y-%m-%d %H:%M')} – "
                                 f"{UTCDateTime(end).strftime('%H:%M')} UTC: picks P blue, S red", show_y_UTC_label=False)
     ax = fig.axes[0]
-    width = ax.get_xlim()[1]
+    width = ax.get_xlim()[1] + 1.0  # the dayplot's columns (ObsPy's ``width``): its axes end at width - 1
     for phase in sorted({p.phase for p in picks}):
         places = [pick_position(p.time, start, end, interval, width) for p in picks
                   if p.phase == phase and start <= p.time < end]

@@ -51,6 +51,27 @@ class Pick:
 
 
 @dataclass(frozen=True)
+class EarlyOutcome:
+    """What became of a preliminary pick (``picks: early``) once the picks around it were final:
+    the final pick that replaces it, or None when it is retracted."""
+
+    early: Pick
+    final: Pick | None
+
+
+@dataclass(frozen=True)
+class EarlyPickRecord:
+    """A stored preliminary pick: its QuakeML evaluationStatus ("preliminary", then "final" or
+    "rejected"), the final pick that replaced it, and the wall-clock times it was created and resolved."""
+
+    pick: Pick
+    status: str
+    final_pick_id: str | None
+    created: float
+    resolved: float | None
+
+
+@dataclass(frozen=True)
 class Detection:
     """An earthquake signal on one station: a run of detection probability above threshold."""
 

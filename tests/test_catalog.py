@@ -239,7 +239,7 @@ def test_schema_2_catalog_is_migrated_with_its_events(tmp_path):
     picks, events = _v2_rows()
     write_v2_catalog(tmp_path / "v2.sqlite", picks, events)
     with Catalog(tmp_path / "v2.sqlite", clock=lambda: 1700000000.0) as cat:
-        assert cat.schema_version == SCHEMA_VERSION == 3
+        assert cat.schema_version == SCHEMA_VERSION == 4  # 2 -> 3 (event history) -> 4 (early picks)
         assert cat._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         first, second = cat.events()
         assert (first.id, second.id) == ("smi:eqt-monitor/event/" + "a" * 20, "smi:eqt-monitor/event/" + "b" * 20)

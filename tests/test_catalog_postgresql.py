@@ -65,6 +65,21 @@ def test_schema_version_row_newer_and_foreign_databases(pg_server):
         Catalog(other)
 
 
+def test_a_schema_3_database_is_migrated(pg_server):
+    """Schema 3 → 4 (the preliminary picks' table) on PostgreSQL: a database as schema 3 left it is
+    brought up to date by the same MIGRATIONS as an SQLite file, keeping its rows."""
+    uri = pg_server.new_database()
+    with Catalog(uri) as cat:
+        cat.add_picks(_picks(3), model="m", weights_sha256=SHA)
+    with psycopg.connect(uri, autocommit=True) as con:  # what schema 3 had: no early_picks
+        con.execute("DROP TABLE early_picks")
+        con.execute("UPDATE eqt_monitor_schema SET version = 3")
+    with Catalog(uri) as cat:
+        assert cat.schema_version == SCHEMA_VERSION == 4
+        assert len(cat.picks()) == 3 and cat.early_picks() == []
+        assert cat.add_early_picks(_picks(2), model="m", weights_sha256=SHA) == 2
+
+
 def test_processes_opening_a_new_database_at_once_create_the_schema_once(pg_server):
     uri = pg_server.new_database()
     errors: list[BaseException] = []

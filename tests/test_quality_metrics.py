@@ -114,3 +114,23 @@ def test_quality_metrics_of_a_live_run_and_a_noisier_station(shared, original_we
             f"{c} {psd[('CI.BOM.', c, BAND, 'acceleration')]:.1f}" for c in rise)
               + "; with white noise (std 2000 counts) " + ", ".join(f"+{r:.1f}" for r in rise.values()))
     assert all(r > 3.0 for r in rise.values()), rise
+
+
+def test_a_station_with_two_channel_groups_keeps_both_in_the_metrics(sds, tmp_path):
+    """CX.PB01 configured as HH and HN (an HNZ copy of the real HHZ records): the quality job exposes
+    both channels of the station (the second group does not replace the first)."""
+    from test_qc import hhz_copy
+
+    from eqt_monitor.live import metrics
+    from eqt_monitor.live.quality import QualitySettings, check_stations
+
+    hhz_copy(sds, tmp_path)
+    hhz_copy(sds, tmp_path, "HNZ")
+    keys = [StationKey("CX", "PB01", "", "HH"), StationKey("CX", "PB01", "", "HN")]
+    end = obspy.UTCDateTime("2014-05-01T00:20").timestamp
+    settings = QualitySettings(span_s=1200.0, ppsd_length_s=600.0)
+    assert check_stations({f"sds://{tmp_path}": keys}, lambda key: end, None, settings) == 2
+    flat = {cha: metrics.REGISTRY.get_sample_value("eqt_monitor_channel_flat", {"station": "CX.PB01.", "channel": cha})
+            for cha in ("HHZ", "HNZ")}
+    assert flat == {"HHZ": 0.0, "HNZ": 0.0}
+    metrics.QUALITY.forget("CX.PB01.")

@@ -65,7 +65,7 @@ class SQLiteConnection:
     def execute(self, sql: str, args: Sequence = ()):
         return self._db.execute(sql, args)
 
-    def insert_many(self, sql: str, rows: Iterable[Sequence]) -> int:
+    def execute_many(self, sql: str, rows: Iterable[Sequence]) -> int:
         """Run ``sql`` once per row; how many rows it changed in all."""
         return self._db.executemany(sql, rows).rowcount
 
@@ -163,7 +163,7 @@ class PostgreSQLConnection:
     def execute(self, sql: str, args: Sequence = ()):
         return self._connection().execute(_placeholders(sql), args)
 
-    def insert_many(self, sql: str, rows: Iterable[Sequence]) -> int:
+    def execute_many(self, sql: str, rows: Iterable[Sequence]) -> int:
         rows = list(rows)
         if not rows:
             return 0

@@ -41,3 +41,8 @@ def origin_id(event_id: str, version: int) -> str:
 def magnitude_id(origin_id: str, magnitude_type: str) -> str:
     """Resource id of an origin's magnitude: ``magnitude/<origin id after origin/>/<type>``."""
     return f"{ID_PREFIX}/magnitude/{origin_id.split('/origin/', 1)[1]}/{magnitude_type}"
+
+
+def early_pick_id(pick: Pick, weights_sha256: str) -> str:
+    """Resource id of a preliminary pick (``picks: early``): as ``pick_id``, under ``pick/early/``."""
+    return f"{ID_PREFIX}/pick/early/{digest(pick.station.id, pick.phase, centiseconds(pick.time), weights_sha256)}"

@@ -12,7 +12,7 @@ Magnitudes belong to an origin; the event's magnitude is its preferred origin's.
 uncertainty columns are NULL when the locator gave none (``confidence_level`` NULL).
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _EVENTS = """CREATE TABLE {name} (
     id TEXT PRIMARY KEY,
@@ -46,6 +46,19 @@ _ORIGIN_INDEXES = ["CREATE INDEX origins_event ON origins(event_id)"]
 
 _UNCERTAINTY_NULLS = ", ".join(["NULL"] * 10)
 
+# Version 4: preliminary picks (``picks: early``). Each keeps its QuakeML evaluationStatus:
+# "preliminary" when written, then "final" (``final_pick_id`` names the final pick that replaced it)
+# or "rejected" (retracted), with the wall-clock times it was created and resolved.
+_EARLY_PICKS = """CREATE TABLE early_picks (
+    id TEXT PRIMARY KEY,
+    network TEXT NOT NULL, station TEXT NOT NULL, location TEXT NOT NULL, channel_prefix TEXT NOT NULL,
+    phase TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, probability DOUBLE PRECISION NOT NULL,
+    model TEXT NOT NULL, weights_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL, final_pick_id TEXT,
+    created DOUBLE PRECISION NOT NULL, resolved DOUBLE PRECISION
+)"""
+_EARLY_PICK_INDEXES = ["CREATE INDEX early_picks_time ON early_picks(time)"]
+
 MIGRATIONS: dict[int, list[str]] = {  # from version k to k + 1
     1: ["ALTER TABLE picks ADD COLUMN probability_std REAL",  # Monte-Carlo dropout (model.mc_dropout)
         "ALTER TABLE picks ADD COLUMN time_uncertainty REAL",
@@ -66,6 +79,7 @@ MIGRATIONS: dict[int, list[str]] = {  # from version k to k + 1
         "ALTER TABLE magnitudes_v3 RENAME TO magnitudes",
         *_EVENT_INDEXES, *_ORIGIN_INDEXES,
     ],
+    3: [_EARLY_PICKS, *_EARLY_PICK_INDEXES],
 }
 
 _TABLES = """
@@ -118,8 +132,11 @@ CREATE TABLE state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+{early_picks};
+{early_pick_indexes};
 """
 
 SCHEMA = _TABLES.format(events=_EVENTS.format(name="events"), event_indexes=";\n".join(_EVENT_INDEXES),
                         origins=_ORIGINS.format(name="origins"), origin_indexes=";\n".join(_ORIGIN_INDEXES),
-                        magnitudes=_MAGNITUDES.format(name="magnitudes"))
+                        magnitudes=_MAGNITUDES.format(name="magnitudes"), early_picks=_EARLY_PICKS,
+                        early_pick_indexes=";\n".join(_EARLY_PICK_INDEXES))

@@ -22,12 +22,13 @@ from pathlib import Path
 
 from eqt_monitor.catalog.backend import (PostgreSQLConnection, SQLiteConnection, connect, driver_error, is_server,
                                         one_line, redacted)
-from eqt_monitor.catalog.ids import ID_PREFIX, centiseconds, detection_id, digest, magnitude_id, origin_id, pick_id
+from eqt_monitor.catalog.ids import (ID_PREFIX, centiseconds, detection_id, digest, early_pick_id, magnitude_id, origin_id,
+                                    pick_id)
 from eqt_monitor.catalog.query import EventQuery
 from eqt_monitor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from eqt_monitor.errors import UserError
-from eqt_monitor.records import (Arrival, Detection, Event, Magnitude, Origin, OriginUncertainty, Pick, Run, StationKey,
-                                 StationMagnitude)
+from eqt_monitor.records import (Arrival, Detection, EarlyOutcome, EarlyPickRecord, Event, Magnitude, Origin,
+                                 OriginUncertainty, Pick, Run, StationKey, StationMagnitude)
 
 class CatalogWriteError(UserError):
     """A write the catalog did not take, or a server that could not be reached (rolled back;
@@ -166,7 +167,7 @@ class Catalog:
             for p in picks
         ]
         with self._transaction() as db:
-            return db.insert_many("INSERT INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            return db.execute_many("INSERT INTO picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                                   "ON CONFLICT DO NOTHING", rows)
 
     def picks(self, start: float | None = None, end: float | None = None,
@@ -216,7 +217,7 @@ class Catalog:
             for d in detections
         ]
         with self._transaction() as db:
-            return db.insert_many("INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
+            return db.execute_many("INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", rows)
 
     def detections(self, start: float | None = None, end: float | None = None,
                    stations: Iterable[StationKey | str] | None = None) -> list[Detection]:
@@ -236,7 +237,7 @@ class Catalog:
         """Record station coordinates ``NET.STA.LOC -> (lat, lon, elevation_m)`` (replacing older values)."""
         rows = [(k, float(v[0]), float(v[1]), float(v[2])) for k, v in sorted(coordinates.items())]
         with self._transaction() as db:
-            db.insert_many("INSERT INTO stations VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            db.execute_many("INSERT INTO stations VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
                            "latitude = excluded.latitude, longitude = excluded.longitude, "
                            "elevation_m = excluded.elevation_m", rows)
 
@@ -278,6 +279,37 @@ class Catalog:
         """Set a value in the key/value state table."""
         with self._transaction() as db:
             db.execute(_SET_STATE, (key, value))
+
+    # -- preliminary picks (picks: early) ---------------------------------------------------
+
+    def add_early_picks(self, picks: Iterable[Pick], *, model: str, weights_sha256: str) -> int:
+        """Store preliminary picks (status "preliminary", created now); returns how many were new."""
+        now = self.clock()
+        rows = [(early_pick_id(p, weights_sha256), p.station.network, p.station.station, p.station.location,
+                 p.station.channel_prefix, p.phase, float(p.time), float(p.probability), model, weights_sha256,
+                 "preliminary", None, now, None) for p in picks]
+        with self._transaction() as db:
+            return db.execute_many("INSERT INTO early_picks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                                  "ON CONFLICT DO NOTHING", rows)
+
+    def resolve_early_picks(self, outcomes: Iterable[EarlyOutcome], *, weights_sha256: str) -> int:
+        """Mark preliminary picks "final" (naming the final pick that replaced them) or "rejected"
+        (retracted), resolved now; a pick already resolved stays as it is. Returns how many changed."""
+        now = self.clock()
+        rows = [("rejected" if o.final is None else "final",
+                 None if o.final is None else o.final.id or pick_id(o.final, weights_sha256), now,
+                 early_pick_id(o.early, weights_sha256)) for o in outcomes]
+        with self._transaction() as db:
+            return db.execute_many("UPDATE early_picks SET status = ?, final_pick_id = ?, resolved = ? "
+                                   "WHERE id = ? AND status = 'preliminary'", rows)
+
+    def early_picks(self, start: float | None = None, end: float | None = None) -> list[EarlyPickRecord]:
+        """Preliminary picks with ``start <= time < end`` (either bound optional), by time."""
+        where, args = _where([("time >= ?", start), ("time < ?", end)])
+        with self._reading():
+            rows = self._db.execute(f"SELECT * FROM early_picks{where} ORDER BY time, id", args).fetchall()
+        return [EarlyPickRecord(Pick(_key(r), r["phase"], r["time"], r["probability"], id=r["id"]), r["status"],
+                                r["final_pick_id"], r["created"], r["resolved"]) for r in rows]
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -408,7 +440,7 @@ class Catalog:
         db.execute(f"INSERT INTO origins ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
                    (oid, event_id, version, created, o.time, o.latitude, o.longitude, o.depth_km, o.rms,
                     o.method) + uncertainty)
-        db.insert_many(
+        db.execute_many(
             "INSERT INTO arrivals VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             [(oid, a.pick_id, a.pick.phase, a.residual, a.distance_km, a.azimuth) for a in arrivals],
         )
@@ -432,7 +464,7 @@ class Catalog:
         db.execute("DELETE FROM magnitudes WHERE origin_id=?", (oid,))
         db.execute("INSERT INTO magnitudes VALUES (?,?,?,?,?,?,?,?)",
                    (mag_id, oid, m.type, m.value, m.uncertainty, m.station_count, m.method, m.reason))
-        db.insert_many(
+        db.execute_many(
             "INSERT INTO station_magnitudes VALUES (?,?,?,?,?,?,?,?)",
             [(mag_id, s.station.network, s.station.station, s.station.location, s.station.channel_prefix,
               s.value, s.amplitude_m, s.distance_km) for s in m.station_magnitudes],

@@ -109,11 +109,21 @@ def _day_span(day: str, start: str, end: str) -> tuple[float, float]:
     return bounds[0], bounds[1]
 
 
+def _station_keys(catalog, net: str, sta: str) -> list:
+    """The locations the catalog knows for ``NET.STA`` (its recorded coordinates and picks of any
+    time; all channels of each), else the empty location: sources match the location exactly, so a
+    span without picks must still ask for the station's own (e.g. ``00``)."""
+    from eqt_monitor.records import StationKey
+
+    ids = set(catalog.stations()) | set(catalog.last_pick_times())
+    locations = sorted({i.split(".")[2] for i in ids if i.split(".")[:2] == [net, sta]})
+    return [StationKey(net, sta, loc) for loc in locations or [""]]
+
+
 def _helicorder(args: argparse.Namespace) -> int:
     """The station's vertical channel over the span from the archive, with the catalog's picks and events."""
     from eqt_monitor.driver import read_span
     from eqt_monitor.helicorder import plot_helicorder
-    from eqt_monitor.records import StationKey
 
     net, _, sta = args.helicorder.partition(".")
     if not net or not sta or "." in sta:
@@ -126,7 +136,7 @@ def _helicorder(args: argparse.Namespace) -> int:
         picks = [p for p in catalog.picks(start, end) if (p.station.network, p.station.station) == (net, sta)]
         ids = {p.id for p in picks}
         events = [e for e in catalog.events(start, end) if any(a.pick_id in ids for a in e.arrivals)]
-    keys = sorted({p.station for p in picks}) or [StationKey(net, sta)]
+        keys = sorted({p.station for p in picks}) or _station_keys(catalog, net, sta)
     stream = read_span(_uris(args, last), keys, start, end)
     if not len(stream):
         raise UserError(f"--helicorder {args.helicorder}: no waveforms between {args.day} {args.start} and {args.end}")

@@ -18,7 +18,7 @@ import yaml
 from eqt_monitor.catalog.backend import is_server
 from eqt_monitor.config.document import YamlDocument, check_keys, dataclass_section, read_text, typed
 from eqt_monitor.config.settings import (
-    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, MAX_MC_DROPOUT, ModelConfig, MonitorConfig, StationConfig,
+    BACKENDS, ELEVATION_RANGE_M, MAX_BATCH_SIZE, MAX_MC_DROPOUT, PICK_MODES, ModelConfig, MonitorConfig, StationConfig,
     cluster_spec_problem, code_problem,
 )
 from eqt_monitor.config.stationxml import (
@@ -155,7 +155,7 @@ def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorCo
     base = path.resolve().parent
     top = doc.mapping(doc.root, "")
     allowed = {"source", "sources", "stations", "model", "buffer", "catalog", "state_dir", "metrics", "association",
-               "inventory", "agency", "cluster"}
+               "inventory", "agency", "cluster", "picks"}
     check_keys(doc, top, allowed, "")
     if "stations" not in top:
         raise doc.error(doc.root, "stations", "missing: list the stations to monitor")
@@ -256,6 +256,10 @@ def load_config(path: str | Path, recorder: Recorder | None = None) -> MonitorCo
         config.association = _association(doc, top["association"][1])
     if "agency" in top:
         config.agency = typed(doc, top["agency"][1], "agency", str)
+    if "picks" in top:
+        config.picks = typed(doc, top["picks"][1], "picks", str)
+        if config.picks not in PICK_MODES:
+            raise doc.error(top["picks"][1], "picks", f"expected one of {', '.join(PICK_MODES)}, got {show(config.picks)}")
     if "cluster" in top:
         config.cluster = typed(doc, top["cluster"][1], "cluster", str)
         problem = cluster_spec_problem(config.cluster)

@@ -45,6 +45,9 @@ class StationConfig:
         return self.latitude is not None and self.longitude is not None
 
 
+PICK_MODES = ("final", "early")  # ``picks:``: final picks only, or preliminary picks first as well
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model runs and how its outputs become picks."""
@@ -78,6 +81,7 @@ class MonitorConfig:
     inventories: list[Path] = field(default_factory=list)  # StationXML files: coordinates and responses (ML)
     agency: str = "XX"
     cluster: str | None = None  # replay on Dask: local, local:N or tcp://HOST:PORT (see cluster_spec_problem)
+    picks: str = "final"  # "early": the daemon also writes preliminary picks (pipeline.early), see PICK_MODES
 
     def coordinates(self) -> dict[str, tuple[float, float, float]]:
         """``NET.STA.LOC -> (lat, lon, elevation_m)`` for every station with coordinates."""

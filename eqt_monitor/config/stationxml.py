@@ -2,12 +2,17 @@
 group, and the inventory (responses for ML) checked to be StationXML before ObsPy reads it."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from eqt_monitor.config.settings import CODE_PATTERNS, MonitorConfig, StationConfig, code_problem
 from eqt_monitor.errors import ConfigError, one_line, show
+from eqt_monitor.pipeline.orientation import TOLERANCE_DEG
 from eqt_monitor.records import StationKey
 from eqt_monitor.sources.stationservice import fetch_inventory, is_station_service
+
+log = logging.getLogger(__name__)
+
 
 def stationxml_problem(path: Path) -> str | None:
     """Why ``path`` is not a StationXML file (missing, or no ``<FDSNStationXML`` near its start), else ``None``."""
@@ -35,11 +40,16 @@ def read_stationxml(path: Path):
 
 
 def channel_orientations(inventory) -> dict[StationKey, dict[str, tuple[float, float]]]:
-    """Per station, ``channel code -> (azimuth, dip)`` of every Z/N/E/1/2 channel that has both
-    (the latest epoch of a channel wins)."""
+    """Per station, ``channel code -> (azimuth, dip)`` of every Z/N/E/1/2 channel that has both.
+
+    The latest epoch of a channel wins, whatever span is processed (the config does not know it): when
+    a channel's epochs disagree by more than the orientation tolerance, one warning line per station
+    names the epochs, so replaying data older than a re-installation is not silently rotated with the
+    new sensor's orientation (give a StationXML of that time, or per-station ``orientation:``)."""
     out: dict[StationKey, dict[str, tuple[float, float]]] = {}
     for network in inventory:
         for station in network:
+            epochs: dict[tuple[StationKey, str], list] = {}
             for channel in sorted(station.channels, key=lambda c: c.start_date or 0):
                 if len(channel.code) != 3 or channel.code[2] not in "ZNE12":
                     continue
@@ -47,7 +57,27 @@ def channel_orientations(inventory) -> dict[StationKey, dict[str, tuple[float, f
                     continue
                 key = StationKey(network.code, station.code, channel.location_code or "", channel.code[:2])
                 out.setdefault(key, {})[channel.code] = (float(channel.azimuth), float(channel.dip))
+                epochs.setdefault((key, channel.code), []).append(channel)
+            _warn_disagreeing_epochs(epochs)
     return out
+
+
+def _warn_disagreeing_epochs(epochs: dict[tuple[StationKey, str], list]) -> None:
+    """One line per station whose channel epochs disagree in azimuth or dip by more than ``TOLERANCE_DEG``."""
+    found: dict[StationKey, list[str]] = {}
+    for (key, code), channels in epochs.items():
+        azimuths, dips = [float(c.azimuth) for c in channels], [float(c.dip) for c in channels]
+        turn = max(abs((a - b + 180.0) % 360.0 - 180.0) for a in azimuths for b in azimuths)
+        if turn > TOLERANCE_DEG or max(dips) - min(dips) > TOLERANCE_DEG:
+            found.setdefault(key, []).append(f"{code} " + ", ".join(
+                f"{_day(c.start_date)}..{_day(c.end_date)} azimuth {c.azimuth:g} dip {c.dip:g}" for c in channels))
+    for key, lines in found.items():
+        log.warning("station %s: StationXML epochs disagree in orientation (%s); the latest epoch is used for all "
+                    "data", key, "; ".join(lines))
+
+
+def _day(t) -> str:
+    return t.strftime("%Y-%m-%d") if t is not None else ""
 
 
 def stations_from_inventory(path: str | Path) -> list[StationConfig]:

@@ -40,7 +40,7 @@ from eqt_monitor.live.sdnotify import Notifier
 from eqt_monitor.live.writes import WRITE_ERRORS, Batch, PendingWrites, Storage
 from eqt_monitor.locate import add_magnitudes, read_inventories
 from eqt_monitor.pipeline.engine import EngineOutput
-from eqt_monitor.records import StationKey
+from eqt_monitor.records import Pick, StationKey
 from eqt_monitor.service import fdsnws
 from eqt_monitor.sources import LiveOptions, LiveSource, open_live
 
@@ -94,7 +94,7 @@ class Daemon:
         self.pending = PendingWrites(self.writer, self.storage, max_held=settings.max_held)
         self.health = StationHealth([s.key for s in config.stations], config.buffer, settings.silent_after)
         self.pipeline = StationPipeline(config, self._timed(predict_fn), on_station_error=self._station_failed,
-                                        observer=self.health)
+                                        observer=self.health, early_picks=config.picks == "early")
         self._queue: queue.Queue = queue.Queue(maxsize=200_000)
         self._stop, self._reload, self._closing = threading.Event(), threading.Event(), threading.Event()
         self._ingests: dict[str, LiveSource] = {}
@@ -267,17 +267,36 @@ class Daemon:
             for key in [k for k in self._oldest_unpredicted if k not in waiting]:
                 del self._oldest_unpredicted[key]
         settled = self.pipeline.settled()
-        self.pending.add(Batch(picks, detections, settled, arrived))
+        early = self.progress.keep(out.early_picks)
+        self.pending.add(Batch(picks, detections, settled, arrived, self._phase_arrivals(picks, now), early,
+                               self._phase_arrivals(early, now), out.early_outcomes))
         self._written(self.pending.flush())
+
+    def _phase_arrivals(self, picks: list[Pick], now: float) -> list[float]:
+        """Per pick, the wall time its phase reached the daemon: when its station's newest sample
+        arrived, less the data time from the pick to that sample (as if the data came in real time)."""
+        out = []
+        for p in picks:
+            reach = self.pipeline.engine.station(p.station).received_until
+            arrived = self.health.last_arrival.get(p.station, now)
+            out.append(arrived - max(0.0, (reach if reach is not None else p.time) - p.time))
+        return out
 
     def _written(self, batch: Batch | None) -> None:
         """Bookkeeping of a batch now in the catalog: metrics, the associator, progress."""
         if batch is None:
             return
         now = time.time()
-        for p, arrived in zip(batch.picks, batch.arrived):
+        for p, arrived, phase_arrived in zip(batch.picks, batch.arrived, batch.phase_arrived):
             metrics.PICKS.labels(phase=p.phase).inc()
             metrics.PICK_LATENCY.observe(max(0.0, now - arrived))
+            metrics.PHASE_TO_PICK.labels(status="final").observe(max(0.0, now - phase_arrived))
+        for phase_arrived in batch.early_arrived:
+            metrics.PHASE_TO_PICK.labels(status="preliminary").observe(max(0.0, now - phase_arrived))
+        if batch.early:
+            metrics.EARLY_PICKS.labels(outcome="preliminary").inc(len(batch.early))
+        for o in batch.outcomes:
+            metrics.EARLY_PICKS.labels(outcome="rejected" if o.final is None else "final").inc()
         if batch.picks and self.associator is not None:
             with self._assoc_lock:
                 self.associator.feed(batch.picks)

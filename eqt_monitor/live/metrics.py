@@ -56,6 +56,13 @@ INFERENCE_SECONDS = Histogram("eqt_monitor_inference_seconds", "Duration of one 
 PICK_LATENCY = Histogram("eqt_monitor_pick_latency_seconds",
                          "From the arrival of the data a pick was made on to the pick being written",
                          buckets=(1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
+PHASE_TO_PICK = Histogram("eqt_monitor_phase_to_pick_seconds",
+                          "From a phase's arrival at the daemon (the wall time the data reached its station's newest "
+                          "sample, less the data after the pick) to its pick being written; status preliminary "
+                          "(picks: early) or final", ["status"],
+                          buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600), registry=REGISTRY)
+EARLY_PICKS = Counter("eqt_monitor_early_picks", "Preliminary picks (picks: early) written (outcome=preliminary), "
+                      "then replaced by their final pick (final) or retracted (rejected)", ["outcome"], registry=REGISTRY)
 PICKS = Counter("eqt_monitor_picks", "Picks written", ["phase"], registry=REGISTRY)
 DETECTIONS = Counter("eqt_monitor_detections", "Detections written", registry=REGISTRY)
 EVENTS = Counter("eqt_monitor_events", "Events (associated origins) written", registry=REGISTRY)
@@ -63,9 +70,9 @@ EVENT_CHANGES = Counter("eqt_monitor_event_changes", "Stored events changed by l
                         "version) or rejected (no support left)", ["change"], registry=REGISTRY)
 ASSOCIATION_SECONDS = Histogram("eqt_monitor_association_seconds", "Duration of one association slice",
                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120), registry=REGISTRY)
-ASSOCIATION_LAG = Gauge("eqt_monitor_association_lag_seconds", "Wall time now minus the association horizon (events "
-                        "with an earlier origin are committed): grows when association falls behind or waits for a "
-                        "station", registry=REGISTRY)
+PHASES = ("P", "S")
+for _phase in PHASES:  # a series at 0 from the start: "no pick since start" is 0, not an empty vector
+    PICKS.labels(phase=_phase)
 
 # catalog
 CATALOG_WRITABLE = Gauge("eqt_monitor_catalog_writable", "1 while the catalog accepts writes, 0 while writes fail "
@@ -112,6 +119,33 @@ class _DataLatency(Collector):
 
 _LATENCY = _DataLatency()
 REGISTRY.register(_LATENCY)
+
+
+class _AssociationLag(Collector):
+    """``eqt_monitor_association_lag_seconds``: now − the association horizon (events with an earlier
+    origin are committed), at scrape time, so it keeps growing while association stands still. No
+    sample before the first advance: "never associated" is ``absent()``, not a lag of 0."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._horizon: float | None = None
+        self._clock = clock
+
+    def set(self, lag: float) -> None:
+        """Record the lag just after an advance (the daemon's call); the horizon it implies is kept."""
+        self._horizon = self._clock() - lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("eqt_monitor_association_lag_seconds", "Wall time now minus the association "
+                                   "horizon (events with an earlier origin are committed): grows when association "
+                                   "falls behind or waits for a station; absent before the first association")
+        horizon = self._horizon
+        if horizon is not None:
+            family.add_metric([], self._clock() - horizon)
+        yield family
+
+
+ASSOCIATION_LAG = _AssociationLag()
+REGISTRY.register(ASSOCIATION_LAG)
 
 QUALITY_HELP = {  # the data-quality families (``live/quality.py`` computes them)
     "eqt_monitor_noise_psd_decibels": "Noise PSD of a channel's recent data in a period band (median over PPSD segments "

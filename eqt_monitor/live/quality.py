@@ -38,6 +38,7 @@ def check_stations(groups: Mapping[str, Sequence[StationKey]],
     (and counted) and keeps its last numbers. Returns the stations checked."""
     qc = QCSettings(ppsd_length=settings.ppsd_length_s)
     checked = 0
+    channels: dict[str, list] = {}  # per NET.STA.LOC: a station with two channel groups has both
     for uri, keys in sorted(groups.items()):
         for key in keys:
             end = data_end(key)
@@ -51,6 +52,8 @@ def check_stations(groups: Mapping[str, Sequence[StationKey]],
                 log.warning("station %s: quality check failed (%s: %s); keeping its last numbers", key,
                             type(exc).__name__, exc)
                 continue
-            metrics.QUALITY.update(key.id, found.get(key.id, []), time.time())
+            channels.setdefault(key.id, []).extend(found.get(key.id, []))
             checked += 1
+    for station, found_channels in channels.items():
+        metrics.QUALITY.update(station, found_channels, time.time())
     return checked

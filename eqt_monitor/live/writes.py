@@ -23,7 +23,7 @@ from pathlib import Path
 from eqt_monitor.catalog.store import CatalogWriteError
 from eqt_monitor.driver import CatalogWriter
 from eqt_monitor.live import metrics
-from eqt_monitor.records import Detection, Pick, StationKey
+from eqt_monitor.records import Detection, EarlyOutcome, Pick, StationKey
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +89,31 @@ class Storage:
 
 @dataclass
 class Batch:
-    """Picks and detections to write, the progress true once they are, and when their data arrived."""
+    """Picks and detections to write, the progress true once they are, and when their data arrived;
+    with ``picks: early``, the preliminary picks made and resolved meanwhile."""
 
     picks: list[Pick] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)
     settled: dict[StationKey, float | None] = field(default_factory=dict)
     arrived: list[float] = field(default_factory=list)  # per pick: wall time its station's data arrived
+    phase_arrived: list[float] = field(default_factory=list)  # per pick: wall time its phase arrived (estimated)
+    early: list[Pick] = field(default_factory=list)
+    early_arrived: list[float] = field(default_factory=list)  # per preliminary pick: the same
+    outcomes: list[EarlyOutcome] = field(default_factory=list)
 
     def extend(self, later: Batch) -> None:
         self.picks += later.picks
         self.detections += later.detections
         self.arrived += later.arrived
         self.settled.update(later.settled)
+        self.phase_arrived += later.phase_arrived
+        self.early += later.early
+        self.early_arrived += later.early_arrived
+        self.outcomes += later.outcomes
 
     @property
     def items(self) -> int:
-        return len(self.picks) + len(self.detections)
+        return len(self.picks) + len(self.detections) + len(self.early) + len(self.outcomes)
 
 
 class PendingWrites:
@@ -145,7 +154,7 @@ class PendingWrites:
             return None
         if batch.items:
             try:
-                self.writer.write(batch.picks, batch.detections)
+                self.writer.write(batch.picks, batch.detections, batch.early, batch.outcomes)
             except CatalogWriteError as exc:
                 self._failures += 1
                 # the exponent capped: a float cannot hold 2 ** 1024 (1025 failures, ~8.5 h of a full disk)

@@ -18,10 +18,12 @@ from typing import TypeVar
 import numpy as np
 
 from eqt_monitor.errors import UserError
-from eqt_monitor.pipeline.picker import DetectionPicks, IncrementalPicker, PickerConfig
+from eqt_monitor.pipeline.early import EarlyPick, EarlyPicker
+from eqt_monitor.pipeline.picker import DetectionPicks, IncrementalPicker, PhasePick, PickerConfig
 from eqt_monitor.pipeline.predictor import BLINDING, PredictFn, Predictor, stack
 from eqt_monitor.pipeline.windows import grid_starts, stretch_origin
-from eqt_monitor.records import SAMPLING_RATE, WINDOW_SAMPLES, Detection, Pick, ProbabilitySegment, Segment, StationKey
+from eqt_monitor.records import (SAMPLING_RATE, WINDOW_SAMPLES, Detection, EarlyOutcome, Pick, ProbabilitySegment,
+                                  Segment, StationKey)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class EngineConfig:
     picker: PickerConfig = field(default_factory=PickerConfig)
     fill_blinding: int = 200  # output samples zeroed on each side of zero-filled data (Segment.blind)
     uncertainty: bool = False  # predict_fn returns Monte-Carlo [D, P, S] means and stds (6 outputs)
+    early_picks: bool = False  # also preliminary picks from single windows (eqt_monitor.pipeline.early)
 
     @property
     def outputs(self) -> int:
@@ -67,6 +70,8 @@ class EngineOutput:
     picks: list[Pick] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)
     windows: int = 0  # windows predicted in this call
+    early_picks: list[Pick] = field(default_factory=list)  # new preliminary picks (EngineConfig.early_picks)
+    early_outcomes: list[EarlyOutcome] = field(default_factory=list)  # preliminary picks now replaced or retracted
 
 
 @dataclass(eq=False)
@@ -88,7 +93,7 @@ class _Stretch:
     and the picker's state. Indices count samples from the stretch's first sample."""
 
     def __init__(self, station: StationKey, start: float, step: int, picker: PickerConfig, fill_blinding: int = 0,
-                 outputs: int = 3):
+                 outputs: int = 3, early_picks: bool = False):
         self.station = station
         self.outputs = outputs
         self.start = start
@@ -110,6 +115,8 @@ class _Stretch:
         self._next_grid = 0
         self._pending: deque[WindowJob] = deque()
         self._picker = IncrementalPicker(picker)
+        self._early = EarlyPicker(picker) if early_picks else None
+        self._early_new: list[EarlyPick] = []
 
     @property
     def done(self) -> bool:
@@ -157,6 +164,25 @@ class _Stretch:
         self._marks = self._marks[k:]
         self._any_marks = self._any_marks and bool(self._marks.any())
 
+    def _blinded(self, job: WindowJob, output: np.ndarray) -> np.ndarray:
+        """One window's output with the samples near zero-filled data zeroed, as ``_blind`` zeroes
+        the stacked output (a preliminary pick must not come from a fill's edge)."""
+        w = self.fill_blinding
+        if not w or not self._any_marks:
+            return output
+        first = self.final - w  # stretch index of self._marks[0]
+        lo, hi = job.start - w - first, job.start + job.valid + w - first
+        marks = np.zeros(job.valid + 2 * w, dtype=bool)
+        got = self._marks[max(lo, 0):max(hi, 0)]
+        marks[max(-lo, 0):max(-lo, 0) + len(got)] = got
+        if not marks.any():
+            return output
+        near = np.concatenate([[0], np.cumsum(marks)])
+        k = np.arange(job.valid)
+        out = output.copy()
+        out[:job.valid][near[k + 2 * w + 1] - near[k] > 0] = 0.0
+        return out
+
     def take_windows(self) -> list[WindowJob]:
         """The windows that became ready since the last call, in start order."""
         m = self.received
@@ -188,6 +214,8 @@ class _Stretch:
             raise RuntimeError(f"{self.station}: window at {job.start} predicted out of order")
         self._pending.popleft()
         stack(self._stacked, job.start - self.final, output[:job.valid], head=job.head, tail=job.tail)
+        if self._early is not None:
+            self._early_new += self._early.window(job.start, self._blinded(job, output), job.valid, self.final)
 
     def _final_bound(self) -> int:
         """Samples before this index can no longer change: no pending or future window covers them."""
@@ -201,6 +229,21 @@ class _Stretch:
         if self._pending:
             bound = min(bound, self._pending[0].start + self._pending[0].head)
         return bound
+
+    def take_early(self) -> list[EarlyPick]:
+        """Preliminary picks made since the last call (stretch indices)."""
+        new, self._early_new = self._early_new, []
+        return new
+
+    def resolve_early(self, events: list[DetectionPicks]) -> list[tuple[EarlyPick, tuple[str, PhasePick] | None]]:
+        """Preliminary picks no later final pick can replace, each with the final pick (phase, pick)
+        among ``events`` (the detections just released) or earlier ones that replaces it, or None."""
+        if self._early is None:
+            return []
+        finals = [(phase, pick.sample, (phase, pick)) for e in events for phase, pick in (("P", e.p), ("S", e.s))
+                  if pick is not None]
+        settled = None if self.done else self.final - self._picker.held_samples
+        return self._early.resolve(finals, settled)
 
     def release(self) -> tuple[ProbabilitySegment | None, list[DetectionPicks]]:
         """Final samples since the last call as a ``ProbabilitySegment`` (None if none), and the
@@ -230,9 +273,10 @@ class StationProcessor:
     releases final stacked probabilities with the detections and picks made on them."""
 
     def __init__(self, station: StationKey, step: int = 3000, picker: PickerConfig | None = None,
-                 fill_blinding: int = 0, outputs: int = 3):
+                 fill_blinding: int = 0, outputs: int = 3, early_picks: bool = False):
         self.station = station
         self.outputs = outputs
+        self.early_picks = early_picks
         self.step = step
         self.picker = picker or PickerConfig()
         self.fill_blinding = fill_blinding
@@ -245,6 +289,14 @@ class StationProcessor:
         far (None before any data): what a restarted daemon must not pick again."""
         if self._stretches:
             return min(s.settled_until for s in self._stretches)
+        return self._done_until
+
+    @property
+    def received_until(self) -> float | None:
+        """Time just after the last sample fed (None before any data, or once all stretches are done)."""
+        if self._stretches:
+            last = self._stretches[-1]
+            return last.time(last.received)
         return self._done_until
 
     @property
@@ -279,7 +331,8 @@ class StationProcessor:
         if current is None:
             if not len(data):
                 return
-            current = _Stretch(self.station, start, self.step, self.picker, self.fill_blinding, self.outputs)
+            current = _Stretch(self.station, start, self.step, self.picker, self.fill_blinding, self.outputs,
+                               self.early_picks)
             self._stretches.append(current)
         current.append(data, blind)
         current.ended = current.ended or segment.stretch_end
@@ -297,6 +350,7 @@ class StationProcessor:
         """Final probabilities, detections and picks since the last call."""
         out = EngineOutput()
         for stretch in list(self._stretches):
+            out.early_picks += [self._early_pick(stretch, e) for e in stretch.take_early()]
             segment, events = stretch.release()
             if segment is not None:
                 out.probabilities.append(segment)
@@ -305,12 +359,22 @@ class StationProcessor:
                                                 event.probability, event.std))
                 for phase, pick in (("P", event.p), ("S", event.s)):
                     if pick is not None:
-                        out.picks.append(Pick(self.station, phase, stretch.time(pick.sample), pick.probability,
-                                              pick.snr, pick.amplitude, pick.std, pick.time_uncertainty))
+                        out.picks.append(self._final_pick(stretch, phase, pick))
+            out.early_outcomes += [
+                EarlyOutcome(self._early_pick(stretch, early), None if final is None else self._final_pick(stretch, *final))
+                for early, final in stretch.resolve_early(events)]
             if stretch.done:
                 self._done_until = stretch.time(stretch.received)
                 self._stretches.remove(stretch)
         return out
+
+
+    def _final_pick(self, stretch: _Stretch, phase: str, pick: PhasePick) -> Pick:
+        return Pick(self.station, phase, stretch.time(pick.sample), pick.probability, pick.snr, pick.amplitude,
+                    pick.std, pick.time_uncertainty)
+
+    def _early_pick(self, stretch: _Stretch, early: EarlyPick) -> Pick:
+        return Pick(self.station, early.phase, stretch.time(early.sample), early.probability)
 
 
 class Engine:
@@ -362,7 +426,8 @@ class Engine:
         """The station's processor (created on first use)."""
         if station not in self._stations:
             self._stations[station] = StationProcessor(station, self.config.step, self.config.picker,
-                                                       self.config.fill_blinding, self.config.outputs)
+                                                       self.config.fill_blinding, self.config.outputs,
+                                                       self.config.early_picks)
         return self._stations[station]
 
     def feed(self, segment: Segment) -> None:
@@ -394,4 +459,6 @@ class Engine:
             out.probabilities += released.probabilities
             out.picks += sorted(released.picks, key=lambda p: (p.time, p.phase))
             out.detections += released.detections
+            out.early_picks += sorted(released.early_picks, key=lambda p: (p.time, p.phase))
+            out.early_outcomes += released.early_outcomes
         return out
