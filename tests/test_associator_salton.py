@@ -8,35 +8,23 @@ from __future__ import annotations
 import struct
 
 import pytest
-from obspy import Stream, UTCDateTime, read, read_events, read_inventory
+from obspy import Stream, read, read_events, read_inventory
 from obspy.io.quakeml.core import _validate
 
 from eqt_monitor.catalog.export import export_quakeml
-from eqt_monitor.catalog.store import Catalog
+from salton import START, salton_replay
+
 from eqt_monitor.cli import main
 from eqt_monitor.events.associator import associate
 from eqt_monitor.events.magnitude import local_magnitude
 
-START = UTCDateTime("2020-10-01T00:00:00").timestamp
-END = START + 180.0
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def salton(shared, original_weights, tmp_path_factory):
-    from eqt_monitor.config import config_from_inventory
-    from eqt_monitor.model.load import load_model
-    from eqt_monitor.replay import replay
-
-    folder = shared / "data" / "salton_sea_2020"
-    source = f"file://{folder}/mseed/*.mseed"
-    config = config_from_inventory(folder / "stations.xml", [source])
-    model = load_model("original", original_weights)
-    db = tmp_path_factory.mktemp("salton") / "catalog.sqlite"
-    catalog = Catalog(db)
-    replay(config, start=START, end=END, predict_fn=model.predict, model_name="original",
-           weights_sha256=model.weights_sha256, source=source, catalog=catalog, progress=False)
+    folder, catalog, _ = salton_replay(shared, original_weights, tmp_path_factory.mktemp("salton") / "catalog.sqlite")
     events = associate(catalog.picks(), catalog.stations())
     catalog.add_events(events)
     return folder, catalog, events

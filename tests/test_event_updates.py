@@ -33,17 +33,10 @@ RELEASE = T0 + 150.0
 @pytest.fixture(scope="module")
 def salton(shared, original_weights, tmp_path_factory):
     """The replay's stored picks and station coordinates."""
-    from eqt_monitor.config import config_from_inventory
-    from eqt_monitor.model.load import load_model
-    from eqt_monitor.replay import replay
+    from salton import salton_replay
 
-    folder = shared / "data" / "salton_sea_2020"
-    source = f"file://{folder}/mseed/*.mseed"
-    config = config_from_inventory(folder / "stations.xml", [source])
-    model = load_model("original", original_weights)
-    with Catalog(tmp_path_factory.mktemp("salton") / "picks.sqlite") as catalog:
-        replay(config, start=T0, end=T0 + 180.0, predict_fn=model.predict, model_name="original",
-               weights_sha256=model.weights_sha256, source=source, catalog=catalog, progress=False)
+    _, catalog, model = salton_replay(shared, original_weights, tmp_path_factory.mktemp("salton") / "picks.sqlite")
+    with catalog:
         return catalog.picks(), catalog.stations(), model.weights_sha256
 
 

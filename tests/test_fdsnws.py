@@ -40,19 +40,12 @@ def catalog(shared, original_weights, tmp_path_factory):
     """The replayed, associated salton_sea_2020 catalog with local magnitudes."""
     from obspy import Stream, read, read_inventory
 
-    from eqt_monitor.config import config_from_inventory
+    from salton import salton_replay
+
     from eqt_monitor.events.associator import associate
     from eqt_monitor.events.magnitude import local_magnitude
-    from eqt_monitor.model.load import load_model
-    from eqt_monitor.replay import replay
 
-    folder = shared / "data" / "salton_sea_2020"
-    source = f"file://{folder}/mseed/*.mseed"
-    config = config_from_inventory(folder / "stations.xml", [source])
-    model = load_model("original", original_weights)
-    cat = Catalog(tmp_path_factory.mktemp("fdsnws") / "catalog.sqlite")
-    replay(config, start=START, end=START + 180.0, predict_fn=model.predict, model_name="original",
-           weights_sha256=model.weights_sha256, source=source, catalog=cat, progress=False)
+    folder, cat, _ = salton_replay(shared, original_weights, tmp_path_factory.mktemp("fdsnws") / "catalog.sqlite")
     cat.add_events(associate(cat.picks(), cat.stations()))
     inventory = read_inventory(str(folder / "stations.xml"))
     stream = Stream()
