@@ -2,6 +2,11 @@
 
 MAX_MESSAGE = 300  # characters of a value or message shown in an error line
 
+# ``extra=`` of a warning that means the data themselves were bad (undecodable bytes, a dropped
+# record, a wrong or changing rate, non-finite samples), as opposed to a gap, a missing component
+# or a metadata note: a cluster replay reports the chunks whose tasks logged one (cluster/tasks.py)
+BAD_DATA = {"bad_data": True}
+
 
 class UserError(Exception):
     """Bad input from the operator: a config line, a file, a weights file, a flag.

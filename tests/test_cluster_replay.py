@@ -238,19 +238,30 @@ def test_client_killed_half_way_then_rerun_equals_one_clean_run(chile_clean, sch
         assert rows(db, table) == rows(chile_clean[0], table)
 
 
-@pytest.mark.slow
-def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_path):
+def chile_copy(shared, tmp_path: Path, edit) -> Path:
+    """A stations.yaml over a copy of chile_2014's 2014-05-01 day files, each passed through
+    ``edit(name, raw) -> bytes | None`` (``None``: the file is left out)."""
     sds = tmp_path / "sds"
     for src in (shared / "data/chile_2014/sds").rglob("*.D.2014.121"):
-        dst = sds / src.relative_to(shared / "data/chile_2014/sds")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        raw = src.read_bytes()
-        if "PB01..HHZ" in src.name:  # garbage bytes in the middle of a record, 10 minutes in
-            at = len(raw) // 72 + 100
-            raw = raw[:at] + bytes(range(256)) * 8 + raw[at + 2048:]
-        dst.write_bytes(raw)
+        raw = edit(src.name, src.read_bytes())
+        if raw is not None:
+            dst = sds / src.relative_to(shared / "data/chile_2014/sds")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(raw)
     config = tmp_path / "stations.yaml"
     config.write_text((ROOT / "stations.yaml").read_text().replace("sds://../shared/data/chile_2014/sds", f"sds://{sds}"))
+    return config
+
+
+@pytest.mark.slow
+def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_path):
+    def corrupt(name: str, raw: bytes) -> bytes:
+        if "PB01..HHZ" not in name:
+            return raw
+        at = len(raw) // 72 + 100  # garbage bytes in the middle of a record, 10 minutes in
+        return raw[:at] + bytes(range(256)) * 8 + raw[at + 2048:]
+
+    config = chile_copy(shared, tmp_path, corrupt)
     span = (CHILE[0], "2014-05-01T00:30")
     done = chile("--cluster", scheduler, db=tmp_path / "bad.sqlite", span=span, config=config)
     assert done.returncode == 1, done.stderr[-2000:]
@@ -261,6 +272,24 @@ def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_
     clean = [p for p in catalog_picks(chile_clean[0])[0] if p.station.station == "PB02" and p.time < T(span[1])]
     assert len(clean) > 10
     assert_same_picks(got, clean)
+
+
+@pytest.mark.slow
+def test_a_station_without_a_horizontal_finishes_its_chunks_like_the_serial_replay(shared, scheduler, tmp_path):
+    # PB01 has no HHN file: both replays zero-fill the missing component (a warning, not bad data),
+    # so every chunk is done, the exit status is 0 and the picks are the serial replay's
+    config = chile_copy(shared, tmp_path, lambda name, raw: None if "PB01..HHN" in name else raw)
+    span = (CHILE[0], "2014-05-01T00:30")
+    serial = chile(db=tmp_path / "serial.sqlite", span=span, config=config)
+    assert serial.returncode == 0, serial.stderr[-2000:]
+    done = chile("--cluster", scheduler, db=tmp_path / "cluster.sqlite", span=span, config=config)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "failed" not in done.stderr
+    picks, dets = catalog_picks(tmp_path / "cluster.sqlite")
+    expected_picks, expected_dets = catalog_picks(tmp_path / "serial.sqlite")
+    assert any(p.station.station == "PB01" for p in expected_picks)
+    assert_same_picks(picks, expected_picks)
+    assert_same_detections(dets, expected_dets)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import resource
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,11 +24,6 @@ from eqt_monitor.driver import sources_by_station
 from eqt_monitor.errors import UserError, one_line
 from eqt_monitor.records import Detection, Pick, StationKey
 from eqt_monitor.replay import replay
-
-# loggers whose warnings mean the chunk's data was bad (undecodable records, wrong rates, dropped records)
-BAD_DATA_LOGGERS = ("eqt_monitor.sources", "eqt_monitor.pipeline")
-# ...except metadata notes, which say nothing about a chunk's data (1/2 used as N/E without azimuths)
-METADATA_LOGGERS = ("eqt_monitor.pipeline.orientation",)
 
 
 # default task length: a task reads CONTEXT_S (120 s) beyond each end, 6.7 % more data on 1 h tasks
@@ -153,14 +149,19 @@ def worker_model(ref: ModelRef):
 
 
 class _BadData(logging.Handler):
-    """Collects the warnings of ``BAD_DATA_LOGGERS`` while a task runs."""
+    """Collects the warnings marked ``errors.BAD_DATA`` that the task's own thread logs while it runs.
+
+    Only those: a gap, a station without data, a missing horizontal that is zero-filled or 1/2 used
+    as N/E are what the serial replay does too, so their chunks finish as done; and a worker's
+    other threads (Dask's, or a second task's on a multi-threaded worker) are not this chunk's."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(BAD_DATA_LOGGERS) and not record.name.startswith(METADATA_LOGGERS):
+        if getattr(record, "bad_data", False) and record.thread == self.thread:
             self.messages.append(one_line(record.getMessage(), 300))
 
 

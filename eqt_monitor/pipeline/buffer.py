@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import obspy
 
-from eqt_monitor.errors import UserError
+from eqt_monitor.errors import BAD_DATA, UserError
 from eqt_monitor.pipeline.orientation import Rotation
 from eqt_monitor.pipeline.resample import StreamingResampler, rate_ratio
 from eqt_monitor.records import SAMPLING_RATE, Segment, StationKey
@@ -178,7 +178,7 @@ class StationBuffer:
         self.stats.samples_received += stats.npts
         letter = stats.channel[-1:].upper()
         if letter not in COMPONENT_SLOT or (self.declared is not None and COMPONENT_SLOT[letter] not in self.declared):
-            self._bad(f"channel {stats.channel!r} is not one of the station's components", once=stats.channel)
+            self._bad(f"channel {stats.channel!r} is not one of the station's components", once=stats.channel, data_fault=False)
             return
         if not stats.npts:
             return
@@ -197,25 +197,26 @@ class StationBuffer:
             bad = len(data) - int(finite.sum())
             self.stats.nonfinite_samples += bad
             log.warning("station %s: %s from %s: %d non-finite sample(s) (NaN/inf) treated as a gap",
-                        self.key, trace.id, stats.starttime, bad)
+                        self.key, trace.id, stats.starttime, bad, extra=BAD_DATA)
         for lo, hi in runs:  # the finite runs; the gaps between them follow the gap policy
             start = stats.starttime.timestamp + lo / stats.sampling_rate
             for time, samples in self._resample(comp, start, stats.sampling_rate, data[lo:hi], trace.id):
                 self._insert(comp, time, samples)
 
-    def _bad(self, reason: str, once: str | None = None) -> None:
+    def _bad(self, reason: str, once: str | None = None, data_fault: bool = True) -> None:
+        """Count and log a dropped record (``data_fault``: its data are bad, not merely unwanted)."""
         self.stats.bad_records += 1
         if once is None or once not in self._warned:
             if once is not None:
                 self._warned.add(once)
-            log.warning("station %s: dropped a record: %s", self.key, reason)
+            log.warning("station %s: dropped a record: %s", self.key, reason, extra=BAD_DATA if data_fault else None)
 
     def _resample(self, comp: _Component, start: float, rate: float, data: np.ndarray, trace_id: str) -> list[tuple[float, np.ndarray]]:
         """100 Hz pieces ``(time, samples)`` that this record completes on its component's run."""
         out: list[tuple[float, np.ndarray]] = []
         if comp.rate is not None and rate != comp.rate:
             self.stats.rate_changes += 1
-            log.warning("station %s: %s changed sampling rate from %g to %g Hz", self.key, trace_id, comp.rate, rate)
+            log.warning("station %s: %s changed sampling rate from %g to %g Hz", self.key, trace_id, comp.rate, rate, extra=BAD_DATA)
             out += self._end_run(comp)
         comp.rate = rate
         if rate == SAMPLING_RATE:

@@ -21,7 +21,7 @@ import obspy
 from obspy.io.mseed import InternalMSEEDError, InternalMSEEDWarning
 from obspy.io.mseed.core import _is_mseed
 
-from eqt_monitor.errors import UserError
+from eqt_monitor.errors import BAD_DATA, UserError
 from eqt_monitor.records import StationKey
 from eqt_monitor.sources.base import Source, channel_pattern, matches, select
 
@@ -78,7 +78,7 @@ def read_mseed(
         spans = ", ".join(f"{s.lo}-{s.hi}" for s in skips[:10]) + (", ..." if len(skips) > 10 else "")
         log.warning("%s: skipped %d undecodable stretch(es) of miniSEED, %d bytes, about %d samples, at byte offsets %s; "
                     "kept %d samples", label, len(skips), sum(s.hi - s.lo for s in skips),
-                    sum(s.samples() for s in skips), spans, sum(tr.stats.npts for tr in stream))
+                    sum(s.samples() for s in skips), spans, sum(tr.stats.npts for tr in stream), extra=BAD_DATA)
     return trim(stream, start, end)
 
 
