@@ -137,7 +137,7 @@ def test_without_bokeh_the_dashboard_line_says_so():
 @pytest.mark.slow
 def test_local_cluster_replay_prints_no_tensorflow_start_up_lines(tmp_path):
     """Each worker process imports TensorFlow: none of its start-up chatter reaches the terminal.
-    Without --chunk a task is a day: one task per station here."""
+    Without --chunk a task is a day: one span, so one station a task keeps both workers busy."""
     from eqt_monitor.model.backend import is_noise
 
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -146,7 +146,7 @@ def test_local_cluster_replay_prints_no_tensorflow_start_up_lines(tmp_path):
            "--no-progress", "--cluster", "local:2"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "2 chunks (0 done before)" in done.stdout
+    assert "2 tasks (0 station-chunks done before)" in done.stdout
     assert "Dask dashboard:" in done.stderr
     assert [line for line in done.stderr.splitlines() if line.strip() and is_noise(line)] == []
     assert not any(word in done.stderr for word in ("oneDNN", "cuda", "absl", "rebuild TensorFlow"))
@@ -166,7 +166,7 @@ def test_ridgecrest_serial_equals_local_cluster_equals_scheduler(shared, model, 
         db = tmp_path / f"{spec.replace('/', '_').replace(':', '_')}.sqlite"
         done = cli(*args, "--cluster", spec, db=db)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert "12 chunks (0 done before)" in done.stdout
+        assert "3 tasks (0 station-chunks done before)" in done.stdout  # 3 spans ≥ 2 workers: all 4 stations a task
         got_picks, got_dets = catalog_picks(db)
         assert len(got_picks) > 20
         assert_same_picks(got_picks, picks)
@@ -191,11 +191,12 @@ def kill_worker_running(client, key_part: str, proc: subprocess.Popen, timeout: 
 
 @pytest.fixture(scope="module")
 def chile_clean(shared, model, scheduler, tmp_path_factory):
-    """Chile, 8 tasks on the scheduler with one worker SIGKILLed while it runs a task; the serial picks."""
+    """Chile, 8 one-station tasks on the scheduler with one worker SIGKILLed while it runs a task; the
+    serial picks."""
     config = load_config(ROOT / "stations.yaml")
     _, picks, detections = run(model, config, T(CHILE[0]), T(CHILE[1]))
     db = tmp_path_factory.mktemp("chile") / "clean.sqlite"
-    proc = chile("--cluster", scheduler, db=db, wait=False)
+    proc = chile("--cluster", scheduler, "--group", "1", db=db, wait=False)
     with distributed.Client(scheduler) as client:
         assert kill_worker_running(client, "eqt-chunk-", proc), "no task ran"
         out, err = proc.communicate(timeout=300)
@@ -215,8 +216,12 @@ def test_chile_eight_tasks_with_a_worker_killed_equal_serial(chile_clean):
 
 @pytest.mark.slow
 def test_client_killed_half_way_then_rerun_equals_one_clean_run(chile_clean, scheduler, tmp_path):
+    """Killed while it runs one-station tasks; re-run the same command: row for row the clean run.
+    Re-run instead with the default groups (both stations a task): the pieces the one-station run
+    finished are skipped, the rows are the same rows in the same order, and their probabilities
+    differ only by the float rounding of other batches (< 1e-5)."""
     db = tmp_path / "resumed.sqlite"
-    proc = chile("--cluster", scheduler, db=db, wait=False)
+    proc = chile("--cluster", scheduler, "--group", "1", db=db, wait=False)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         if db.exists():
@@ -230,12 +235,27 @@ def test_client_killed_half_way_then_rerun_equals_one_clean_run(chile_clean, sch
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    again = chile("--cluster", scheduler, db=db)
-    assert again.returncode == 0, again.stderr[-2000:]
-    skipped = int(again.stdout.split("chunks (")[1].split(" done before")[0])
-    assert 3 <= skipped < 8
+    regrouped = tmp_path / "regrouped.sqlite"
+    with sqlite3.connect(db) as src, sqlite3.connect(regrouped) as dst:  # the WAL too: a copy of the file misses it
+        src.backup(dst)
+    for target, group in ((db, ("--group", "1")), (regrouped, ())):
+        again = chile("--cluster", scheduler, *group, db=target)
+        assert again.returncode == 0, again.stderr[-2000:]
+        skipped = int(again.stdout.split("tasks (")[1].split(" station-chunks done before")[0])
+        assert 3 <= skipped < 8  # of 2 stations x 4 chunks
     for table in ("picks", "detections"):
-        assert rows(db, table) == rows(chile_clean[0], table)
+        clean = rows(chile_clean[0], table)
+        assert rows(db, table) == clean
+        assert_rows_close(rows(regrouped, table), clean)
+
+
+def assert_rows_close(got: list[tuple], expected: list[tuple], tol: float = 1e-5) -> None:
+    """The same rows in the same order; floats equal to ``tol``."""
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert abs(x - y) <= tol if isinstance(x, float) and isinstance(y, float) else x == y, (a, b)
 
 
 def chile_copy(shared, tmp_path: Path, edit) -> Path:
@@ -263,7 +283,7 @@ def test_corrupt_file_fails_its_chunks_only(chile_clean, shared, scheduler, tmp_
 
     config = chile_copy(shared, tmp_path, corrupt)
     span = (CHILE[0], "2014-05-01T00:30")
-    done = chile("--cluster", scheduler, db=tmp_path / "bad.sqlite", span=span, config=config)
+    done = chile("--cluster", scheduler, "--group", "1", db=tmp_path / "bad.sqlite", span=span, config=config)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "replay: 2 of 4 chunk(s) failed:" in done.stderr
     assert "CX.PB01. 2014-05-01T00:00:00.000000Z..2014-05-01T00:15:00.000000Z: bad data" in done.stderr
@@ -298,7 +318,7 @@ def test_a_task_that_kills_every_worker_it_is_given_fails_its_chunk_only(tmp_pat
     that chunk is reported by station and span, the other chunks complete, the exit status says so."""
     with dask_processes(tmp_path, allowed_failures="1", worker_saturation="1.0") as address:  # one task per worker
         span = (CHILE[0], "2014-05-01T00:30")  # 4 tasks; eqt-chunk-0 is CX.PB01 00:00-00:15
-        proc = chile("--cluster", address, db=tmp_path / "c.sqlite", span=span, wait=False)
+        proc = chile("--cluster", address, "--group", "1", db=tmp_path / "c.sqlite", span=span, wait=False)
         with distributed.Client(address) as client:
             for attempt in range(2):  # the first try and Dask's one retry
                 assert kill_worker_running(client, "eqt-chunk-0-", proc), f"attempt {attempt} never ran"
@@ -343,7 +363,7 @@ def test_salton_sea_events_equal_serial_and_blocks_commit_once(shared, model, sc
     with Catalog(tmp_path / "cluster.sqlite") as catalog:
         summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
                                     chunk_s=90.0, progress=False)
-        assert summary.chunks == 32 and not summary.failed
+        assert summary.chunks == 2 and not summary.failed  # 2 spans ≥ 2 workers: the 16 stations a task
         assert event_rows(catalog) == expected
     with Catalog(tmp_path / "blocks.sqlite") as catalog:  # association in 60 s blocks as the chunks complete
         summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
@@ -352,13 +372,13 @@ def test_salton_sea_events_equal_serial_and_blocks_commit_once(shared, model, sc
         assert summary.events == len(blocks) >= len(expected) - 1
         again = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
                                   chunk_s=60.0, progress=False, association_block_s=60.0)
-        assert again.skipped == again.chunks and again.events == 0 and event_rows(catalog) == blocks
+        assert (again.chunks, again.skipped) == (0, 48) and again.events == 0 and event_rows(catalog) == blocks
 
 
 @pytest.mark.slow
 def test_mc_dropout_on_the_cluster_equals_the_serial_mc_replay(shared, original_weights, scheduler, tmp_path):
-    """``model.mc_dropout: 5`` (seed 3) on chile 00:30-00:45 (the quake at 00:38), 6 tasks of 300 s on the
-    scheduler's two workers: the same picks as the serial Monte-Carlo replay, with the same spreads."""
+    """``model.mc_dropout: 5`` (seed 3) on chile 00:30-00:45 (the quake at 00:38), 300 s chunks on the
+    scheduler's two workers (3 tasks of both stations): the same picks as the serial Monte-Carlo replay, with the same spreads."""
     import dataclasses
 
     from eqt_monitor.catalog.store import Catalog
@@ -378,7 +398,7 @@ def test_mc_dropout_on_the_cluster_equals_the_serial_mc_replay(shared, original_
     with Catalog(tmp_path / "mc.sqlite") as catalog:
         summary = replay_on_cluster(config, catalog, start=start, end=end, model=ref, cluster=scheduler,
                                     chunk_s=300.0, progress=False, locate=False)
-        assert summary.chunks == 6 and not summary.failed
+        assert summary.chunks == 3 and not summary.failed  # both stations a task
         got = catalog.picks()
     assert_same_picks(got, serial)
     key = lambda p: (p.station, p.phase, p.time)  # noqa: E731

@@ -277,8 +277,13 @@ class Catalog:
 
     def set_state(self, key: str, value: str) -> None:
         """Set a value in the key/value state table."""
+        self.set_states({key: value})
+
+    def set_states(self, values: Mapping[str, str]) -> None:
+        """Set several values of the state table in one transaction (all or none)."""
         with self._transaction() as db:
-            db.execute(_SET_STATE, (key, value))
+            for key, value in values.items():
+                db.execute(_SET_STATE, (key, value))
 
     # -- preliminary picks (picks: early) ---------------------------------------------------
 

@@ -14,6 +14,7 @@ import math
 import resource
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import obspy
@@ -65,10 +66,19 @@ class Chunk:
         names = ",".join(k.id for k in self.stations)
         return f"{names} {obspy.UTCDateTime(self.start)}..{obspy.UTCDateTime(self.end)}"
 
-    def state_key(self, settings: str) -> str:
-        """The catalog ``state`` key recording this chunk as finished under pipeline ``settings``."""
-        ids = ",".join(k.id + "." + k.channel_prefix for k in self.stations)
-        return f"replay-chunk/{digest(settings, self.uri, ids, repr(self.start), repr(self.end))}"
+    def state_keys(self, settings: str) -> list[str]:
+        """The catalog ``state`` keys that record this chunk's stations as finished under ``settings``."""
+        return [station_chunk_key(settings, self.uri, key, self.start, self.end) for key in self.stations]
+
+    def task_key(self, settings: str) -> str:
+        """A name for the Dask task, unique to its stations, span and settings."""
+        return f"eqt-chunk-{self.index}-{digest(*self.state_keys(settings))[:8]}"
+
+
+def station_chunk_key(settings: str, uri: str, station: StationKey, start: float, end: float) -> str:
+    """The ``state`` key recording ``station`` as replayed over ``[start, end)`` under pipeline
+    ``settings``; per station, so a re-run with other groups still knows what is done."""
+    return f"replay-chunk/{digest(settings, uri, station.id + '.' + station.channel_prefix, repr(start), repr(end))}"
 
 
 @dataclass
@@ -95,18 +105,36 @@ def settings_digest(config: MonitorConfig, model: ModelRef) -> str:
                                                                      if model.mc_dropout else ()))
 
 
+# stations per task at most when the group size is chosen for the cluster: a group's windows are
+# predicted in shared batches, and its set-up (reading, buffers) is paid once
+MAX_GROUP = 16
+
+
+def time_spans(start: float, end: float, chunk_s: float) -> list[tuple[float, float]]:
+    """``[start, end)`` cut into chunks of ``chunk_s`` (the first starts at ``start``)."""
+    return [(start + i * chunk_s, min(end, start + (i + 1) * chunk_s)) for i in range(max(1, math.ceil((end - start) / chunk_s)))]
+
+
+def auto_group(config: MonitorConfig, source: str | None, spans: int, workers: int) -> int:
+    """Stations per task for ``workers`` over ``spans`` time chunks: as many as keeps every worker
+    busy (a short span is split across stations, a long one across time), at most ``MAX_GROUP``."""
+    largest = max((len(keys) for keys in sources_by_station(config, source).values()), default=1)
+    tasks_per_span = math.ceil(max(1, workers) / spans)
+    return max(1, min(MAX_GROUP, math.ceil(largest / tasks_per_span)))
+
+
 def plan_chunks(config: MonitorConfig, source: str | None, start: float, end: float, chunk_s: float,
-                group_size: int = 1) -> list[Chunk]:
-    """Tasks over ``[start, end)``: time chunks of ``chunk_s`` (the first starts at ``start``) ×
-    groups of up to ``group_size`` stations sharing a source, ordered by time, then group."""
-    groups: list[tuple[str, tuple[StationKey, ...]]] = []
-    for uri, keys in sorted(sources_by_station(config, source).items()):
-        keys = sorted(keys, key=str)
-        groups += [(uri, tuple(keys[i:i + group_size])) for i in range(0, len(keys), group_size)]
+                group_size: int = 1, settings: str = "", finished: Collection[str] = ()) -> list[Chunk]:
+    """Tasks over ``[start, end)``: time chunks of ``chunk_s`` × groups of up to ``group_size``
+    stations sharing a source, ordered by time, then group; a station whose chunk key
+    (``station_chunk_key`` under ``settings``) is in ``finished`` is left out before grouping."""
+    by_source = [(uri, sorted(keys, key=str)) for uri, keys in sorted(sources_by_station(config, source).items())]
     chunks: list[Chunk] = []
-    for i in range(max(1, math.ceil((end - start) / chunk_s))):
-        t0, t1 = start + i * chunk_s, min(end, start + (i + 1) * chunk_s)
-        chunks += [Chunk(len(chunks) + j, uri, keys, t0, t1) for j, (uri, keys) in enumerate(groups)]
+    for t0, t1 in time_spans(start, end, chunk_s):
+        for uri, keys in by_source:
+            left = [k for k in keys if station_chunk_key(settings, uri, k, t0, t1) not in finished]
+            for i in range(0, len(left), group_size):
+                chunks.append(Chunk(len(chunks), uri, tuple(left[i:i + group_size]), t0, t1))
     return chunks
 
 

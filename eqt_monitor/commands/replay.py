@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cluster", help="run on Dask: local (a worker per core), local:N, or tcp://HOST:PORT "
                         "(a running scheduler); default: the config's 'cluster:', else in this process")
-    parser.add_argument("--group", type=int, default=1, help="with --cluster: stations per task (default 1)")
+    parser.add_argument("--group", type=int, help="with --cluster: stations per task (default: enough tasks to keep "
+                        "every worker busy, at most 16 stations each)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--cluster: {problem}")
         if args.probabilities:
             raise UserError("--probabilities is not supported with --cluster (the client holds picks only)")
-    if args.group < 1:
+    if args.group is not None and args.group < 1:
         raise UserError(f"--group: must be at least 1 station per task, got {args.group}")
     name = args.model or config.model.name
     get_spec(name)
@@ -125,7 +126,7 @@ def _run_on_cluster(args: argparse.Namespace, config, name: str, weights, cluste
                                     source=args.source, chunk_s=args.chunk, group_size=args.group,
                                     locate=not args.no_events, progress=not args.no_progress and sys.stderr.isatty())
         export_span(catalog, config, start, end, picks_csv=args.picks_csv, quakeml=args.quakeml)
-    print(summary.line() + f", {summary.chunks} chunks ({summary.skipped} done before)")
+    print(summary.line() + f", {summary.chunks} tasks ({summary.skipped} station-chunks done before)")
     if summary.failed:
         print(summary.failures(), file=sys.stderr)
         return 1
