@@ -26,7 +26,7 @@ distributed = pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 T = lambda s: obspy.UTCDateTime(s).timestamp  # noqa: E731
-CHILE = ("2014-05-01T00:00", "2014-05-01T01:00")  # 2 stations x 4 chunks of 15 min = 8 tasks
+CHILE = ("2014-05-01T00:00", "2014-05-01T02:00")  # 2 stations x 8 chunks of 15 min = 16 one-station tasks
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -155,7 +155,7 @@ def test_local_cluster_replay_prints_no_tensorflow_start_up_lines(tmp_path):
 @pytest.mark.slow
 def test_ridgecrest_serial_equals_local_cluster_equals_scheduler(shared, model, scheduler, tmp_path):
     config = ridgecrest_config(shared)
-    start, end = "2019-07-07T08:00", "2019-07-07T08:25"
+    start, end = "2019-07-07T07:50", "2019-07-07T09:10"  # all 80 min
     _, picks, detections = run(model, config, T(start), T(end))
     (tmp_path / "rc.yaml").write_text(
         f"source: file://{shared}/data/ridgecrest_2019/*.mseed\nstations:\n"
@@ -166,7 +166,7 @@ def test_ridgecrest_serial_equals_local_cluster_equals_scheduler(shared, model, 
         db = tmp_path / f"{spec.replace('/', '_').replace(':', '_')}.sqlite"
         done = cli(*args, "--cluster", spec, db=db)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert "3 tasks (0 station-chunks done before)" in done.stdout  # 3 spans ≥ 2 workers: all 4 stations a task
+        assert "8 tasks (0 station-chunks done before)" in done.stdout  # 8 spans ≥ 2 workers: all 4 stations a task
         got_picks, got_dets = catalog_picks(db)
         assert len(got_picks) > 20
         assert_same_picks(got_picks, picks)
@@ -191,7 +191,7 @@ def kill_worker_running(client, key_part: str, proc: subprocess.Popen, timeout: 
 
 @pytest.fixture(scope="module")
 def chile_clean(shared, model, scheduler, tmp_path_factory):
-    """Chile, 8 one-station tasks on the scheduler with one worker SIGKILLed while it runs a task; the
+    """Chile, 16 one-station tasks on the scheduler with one worker SIGKILLed while it runs a task; the
     serial picks."""
     config = load_config(ROOT / "stations.yaml")
     _, picks, detections = run(model, config, T(CHILE[0]), T(CHILE[1]))
@@ -206,7 +206,7 @@ def chile_clean(shared, model, scheduler, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_chile_eight_tasks_with_a_worker_killed_equal_serial(chile_clean):
+def test_chile_sixteen_tasks_with_a_worker_killed_equal_serial(chile_clean):
     db, picks, detections = chile_clean
     got_picks, got_dets = catalog_picks(db)
     assert len(got_picks) > 50
@@ -242,7 +242,7 @@ def test_client_killed_half_way_then_rerun_equals_one_clean_run(chile_clean, sch
         again = chile("--cluster", scheduler, *group, db=target)
         assert again.returncode == 0, again.stderr[-2000:]
         skipped = int(again.stdout.split("tasks (")[1].split(" station-chunks done before")[0])
-        assert 3 <= skipped < 8  # of 2 stations x 4 chunks
+        assert 3 <= skipped < 16  # of 2 stations x 8 chunks
     for table in ("picks", "detections"):
         clean = rows(chile_clean[0], table)
         assert rows(db, table) == clean
