@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -181,6 +183,8 @@ def _run_model(entry: dict, run: str, run_seed: int, ctx: dict) -> dict:
         if done.get("run") == record:
             log.info("%s: finished in an earlier run (%s); skipped", run, result_path)
             return done
+    t_wall = time.perf_counter()
+    epochs = 0
     weights = entry.get("weights")
     if weights is None:  # train it
         run_dir = ctx["work"] / run
@@ -194,9 +198,13 @@ def _run_model(entry: dict, run: str, run_seed: int, ctx: dict) -> dict:
             init_weights=entry.get("init"),
             **{k: entry[k] for k in ("learning_rate", "epochs", "batch_size", "patience") if k in entry},
         )
-        weights = str(train(cfg).model_path)
+        trained = train(cfg)
+        weights, epochs = str(trained.model_path), trained.epochs_run
     result = evaluate(entry["model"], ctx["h5"], ctx["test_csv"], weights=None if weights == "published" else weights)
     result["run"] = record
+    # how this result was made: a run that spans sittings still shows each model's cost
+    result["made"] = {"wall_s_this_sitting": round(time.perf_counter() - t_wall, 1), "epochs": epochs, "cores": os.cpu_count(),
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     result_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
